@@ -1,0 +1,103 @@
+"""`memroute data`: validate, describe, convert and score datasets and prediction files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+
+from data.metrics import align, compute_metrics, metrics_table, paired_bootstrap, read_predictions
+from data.schema import ExampleError, read_examples, write_examples
+from data.taxonomy import LABELS
+
+
+def cmd_validate(args) -> int:
+    bad = 0
+    for path in args.files:
+        rejects: list[ExampleError] = []
+        try:
+            examples = read_examples(path, rejects=rejects)
+        except (ExampleError, FileNotFoundError) as e:
+            print(f"FAIL {e}")
+            bad += 1
+            continue
+        for e in rejects:
+            print(f"FAIL {e}")
+        bad += bool(rejects)
+        print(f"{'ok  ' if not rejects else 'bad '} {path}: {len(examples)} valid rows, {len(rejects)} rejected")
+    return 1 if bad else 0
+
+
+def dataset_stats(examples) -> dict:
+    n = len(examples)
+    labels = Counter(label for ex in examples for label in ex.categories)
+    turns = sorted(len(ex.conversation) for ex in examples)
+    return {
+        "rows": n,
+        "multi_label_fraction": sum(len(ex.categories) > 1 for ex in examples) / n,
+        "none_fraction": labels["none"] / n,
+        "mean_labels": sum(len(ex.categories) for ex in examples) / n,
+        "turns": {"min": turns[0], "median": turns[n // 2], "max": turns[-1]},
+        "label_counts": {label: labels[label] for label in LABELS},
+        "sources": dict(Counter(ex.source for ex in examples)),
+    }
+
+
+def cmd_stats(args) -> int:
+    print(json.dumps(dataset_stats(read_examples(args.file)), indent=2))
+    return 0
+
+
+def cmd_convert(args) -> int:
+    examples = read_examples(args.src)
+    write_examples(args.dst, examples)
+    print(f"wrote {len(examples)} rows to {args.dst}")
+    return 0
+
+
+def cmd_score(args) -> int:
+    metrics = compute_metrics(align(read_predictions(args.predictions), read_examples(args.data)))
+    print(metrics_table(metrics, args.predictions))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    examples = read_examples(args.data)
+    result = paired_bootstrap(align(read_predictions(args.a), examples), align(read_predictions(args.b), examples))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="memroute data", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("validate", help="check files against the schema; lists every bad row")
+    s.add_argument("files", nargs="+")
+    s.set_defaults(fn=cmd_validate)
+    s = sub.add_parser("stats", help="label and length statistics of a dataset")
+    s.add_argument("file")
+    s.set_defaults(fn=cmd_stats)
+    s = sub.add_parser("convert", help="convert between .jsonl and .parquet (by suffix)")
+    s.add_argument("src")
+    s.add_argument("dst")
+    s.set_defaults(fn=cmd_convert)
+    s = sub.add_parser("score", help="metrics of a predictions file against a dataset")
+    s.add_argument("predictions")
+    s.add_argument("--data", required=True)
+    s.set_defaults(fn=cmd_score)
+    s = sub.add_parser("compare", help="paired bootstrap of two prediction files (B minus A)")
+    s.add_argument("a")
+    s.add_argument("b")
+    s.add_argument("--data", required=True)
+    s.set_defaults(fn=cmd_compare)
+    args = p.parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ExampleError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

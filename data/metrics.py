@@ -1,0 +1,180 @@
+"""Evaluation metrics for routing predictions, with bootstrap intervals.
+
+Predictions are JSONL rows `{"id", "predicted": [labels], "raw": text, "model": name}`; they are joined to the
+gold examples by id. An empty `predicted` list means the answer did not parse (it scores reward -1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from data.atomic import write_jsonl_atomic
+from data.reward import reward_from_labels, set_f1
+from data.schema import Example
+from data.taxonomy import LABELS, NONE, clean_label_set, majority_horizon, set_scope
+
+
+@dataclass
+class Prediction:
+    id: str
+    predicted: list[str]
+    raw: str = ""
+    model: str = ""
+
+
+class PredictionError(ValueError):
+    pass
+
+
+def write_predictions(path: str | os.PathLike, predictions: Sequence[Prediction]) -> None:
+    write_jsonl_atomic(path, (asdict(p) for p in predictions))
+
+
+def read_predictions(path: str | os.PathLike) -> list[Prediction]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"predictions file not found: {path}")
+    out = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            pred = Prediction(id=row["id"], predicted=clean_label_set(row["predicted"]),
+                              raw=row.get("raw", ""), model=row.get("model", ""))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise PredictionError(f"{path}:{i}: bad prediction row: {e}") from None
+        out.append(pred)
+    return out
+
+
+def align(predictions: Sequence[Prediction], examples: Sequence[Example]) -> list[tuple[list[str], list[str]]]:
+    """(predicted, gold) pairs in example order; every example needs exactly one prediction."""
+    by_id: dict[str, Prediction] = {}
+    for p in predictions:
+        if p.id in by_id:
+            raise PredictionError(f"duplicate prediction for id {p.id!r}")
+        by_id[p.id] = p
+    missing = [ex.id for ex in examples if ex.id not in by_id]
+    if missing:
+        raise PredictionError(f"{len(missing)} examples have no prediction, e.g. {missing[:3]}")
+    return [(by_id[ex.id].predicted, ex.categories) for ex in examples]
+
+
+def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return p, r, f
+
+
+def row_scores(pairs: Sequence[tuple[list[str], list[str]]]) -> list[float]:
+    return [set_f1(pred, gold) for pred, gold in pairs]
+
+
+def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile bootstrap interval for the mean of `values`."""
+    if not values:
+        return (0.0, 0.0)
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(n_boot))
+    return means[int(n_boot * alpha / 2)], means[min(n_boot - 1, int(n_boot * (1 - alpha / 2)))]
+
+
+def compute_metrics(pairs: Sequence[tuple[list[str], list[str]]], n_boot: int = 1000, seed: int = 0) -> dict:
+    """All routing metrics for (predicted, gold) label-list pairs."""
+    n = len(pairs)
+    if n == 0:
+        raise ValueError("no predictions to score")
+    counts = {label: {"tp": 0, "fp": 0, "fn": 0} for label in LABELS}
+    exact = any_match = horizon_agree = scope_agree = parse_fail = n_pred = 0
+    rewards = []
+    for pred, gold in pairs:
+        pred_set, gold_set = set(pred), set(gold)
+        exact += pred_set == gold_set
+        any_match += bool(pred_set & gold_set)
+        horizon_agree += bool(pred) and majority_horizon(pred) == majority_horizon(gold)
+        scope_agree += bool(pred) and set_scope(pred) == set_scope(gold)
+        parse_fail += not pred
+        n_pred += len(pred)
+        rewards.append(reward_from_labels(pred, gold, parsed=bool(pred)).total)
+        for label in pred_set | gold_set:
+            key = "tp" if label in pred_set and label in gold_set else ("fp" if label in pred_set else "fn")
+            counts[label][key] += 1
+    per_category = {}
+    for label, c in counts.items():
+        p, r, f = _prf(c["tp"], c["fp"], c["fn"])
+        per_category[label] = {"precision": p, "recall": r, "f1": f, "support": c["tp"] + c["fn"],
+                               "predicted": c["tp"] + c["fp"]}
+    micro = _prf(*(sum(c[k] for c in counts.values()) for k in ("tp", "fp", "fn")))
+    # Macro averages over the labels that occur in the gold set or the predictions (a label absent from both
+    # has no defined score and would only dilute the average).
+    active = [m for m in per_category.values() if m["support"] or m["predicted"]]
+    macro = [sum(m[k] for m in active) / len(active) for k in ("precision", "recall", "f1")]
+    f1s = row_scores(pairs)
+    lo, hi = bootstrap_ci(f1s, n_boot=n_boot, seed=seed)
+    return {
+        "n": n,
+        "mean_f1": sum(f1s) / n,
+        "mean_f1_ci95": [lo, hi],
+        "exact_match": exact / n,
+        "any_match": any_match / n,
+        "micro": dict(zip(("precision", "recall", "f1"), micro)),
+        "macro": dict(zip(("precision", "recall", "f1"), macro)),
+        "none_precision": per_category[NONE]["precision"],
+        "none_recall": per_category[NONE]["recall"],
+        "mean_labels_predicted": n_pred / n,
+        "horizon_agreement": horizon_agree / n,
+        "scope_agreement": scope_agree / n,
+        "parse_failure_rate": parse_fail / n,
+        "mean_reward": sum(rewards) / n,
+        "per_category": per_category,
+    }
+
+
+def paired_bootstrap(pairs_a, pairs_b, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Compare two systems on the same examples: mean F1 difference (B - A), its 95% interval, and the share
+    of resamples where B does not beat A (a one-sided p-value)."""
+    if len(pairs_a) != len(pairs_b) or not pairs_a:
+        raise ValueError("paired bootstrap needs two non-empty prediction sets over the same examples")
+    diffs = [b - a for a, b in zip(row_scores(pairs_a), row_scores(pairs_b))]
+    rng = random.Random(seed)
+    n = len(diffs)
+    boots = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(n_boot))
+    return {
+        "mean_f1_a": sum(row_scores(pairs_a)) / n,
+        "mean_f1_b": sum(row_scores(pairs_b)) / n,
+        "delta": sum(diffs) / n,
+        "delta_ci95": [boots[int(n_boot * 0.025)], boots[min(n_boot - 1, int(n_boot * 0.975))]],
+        "p_b_not_better": sum(d <= 0 for d in boots) / n_boot,
+    }
+
+
+def metrics_table(metrics: dict, title: str = "") -> str:
+    """A markdown summary: headline figures, then per-category P/R/F1."""
+    lo, hi = metrics["mean_f1_ci95"]
+    lines = [f"## {title}" if title else "", "",
+             "| metric | value |", "|---|---|",
+             f"| examples | {metrics['n']} |",
+             f"| mean F1 (95% CI) | {metrics['mean_f1']:.3f} ({lo:.3f}-{hi:.3f}) |",
+             f"| exact match | {metrics['exact_match']:.3f} |",
+             f"| any match | {metrics['any_match']:.3f} |",
+             f"| micro P / R / F1 | {metrics['micro']['precision']:.3f} / {metrics['micro']['recall']:.3f} / "
+             f"{metrics['micro']['f1']:.3f} |",
+             f"| macro P / R / F1 | {metrics['macro']['precision']:.3f} / {metrics['macro']['recall']:.3f} / "
+             f"{metrics['macro']['f1']:.3f} |",
+             f"| none precision / recall | {metrics['none_precision']:.3f} / {metrics['none_recall']:.3f} |",
+             f"| mean labels predicted | {metrics['mean_labels_predicted']:.2f} |",
+             f"| horizon / scope agreement | {metrics['horizon_agreement']:.3f} / {metrics['scope_agreement']:.3f} |",
+             f"| parse failures | {metrics['parse_failure_rate']:.3f} |",
+             f"| mean reward | {metrics['mean_reward']:.3f} |",
+             "", "| category | P | R | F1 | support |", "|---|---|---|---|---|"]
+    for label, m in metrics["per_category"].items():
+        lines.append(f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    return "\n".join(lines).lstrip() + "\n"

@@ -1,0 +1,46 @@
+"""The one prompt: how a conversation becomes model input, and what the model is trained to answer.
+
+SFT, rollouts, evaluation and serving all call `render_prompt`, so a model never sees a prompt at serving time
+that differs from the one it was trained on. The conversation is quoted inside a single user message (it is
+the material to classify, not a chat with the router), under a system message that lists the taxonomy.
+"""
+
+from __future__ import annotations
+
+from data.parser import format_answer
+from data.taxonomy import CATEGORIES, NONE
+
+SYSTEM_PROMPT = (
+    "You route marketing conversations to long-term memory. Read the conversation and answer with the memory "
+    "categories it should be stored under, comma-separated. Use only these "
+    f"labels; `{NONE}` means nothing is worth remembering and is never combined with another label.\n"
+    + "\n".join(f"- {c.name}: {c.description}" for c in CATEGORIES)
+    + "\nAnswer with the labels only, for example: company.business_priorities, user.role_context"
+)
+
+_SPEAKER = {"user": "USER", "assistant": "ASSISTANT"}
+
+
+def conversation_text(conversation: list[dict[str, str]]) -> str:
+    """`USER: ...` / `ASSISTANT: ...` lines, the layout the reference corpus and its test prompts use."""
+    return "\n".join(f"{_SPEAKER[turn['role']]}: {turn['content']}" for turn in conversation)
+
+
+def prompt_messages(conversation: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": f"Conversation:\n{conversation_text(conversation)}\n\nMemory categories?"},
+    ]
+
+
+def render_prompt(tokenizer, conversation: list[dict[str, str]]) -> str:
+    """Model input text for a conversation, through the tokenizer's own chat template."""
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(f"tokenizer {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template; "
+                         "memroute needs an instruct/chat model's tokenizer")
+    return tokenizer.apply_chat_template(prompt_messages(conversation), tokenize=False, add_generation_prompt=True)
+
+
+def completion_text(tokenizer, labels) -> str:
+    """The SFT target: the canonical answer followed by the end-of-turn token the chat template expects."""
+    return format_answer(labels) + (tokenizer.eos_token or "")

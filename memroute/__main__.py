@@ -1,0 +1,5 @@
+import sys
+
+from memroute.cli import main
+
+sys.exit(main())

@@ -1,0 +1,43 @@
+"""The `memroute` command: one subcommand per module, each also runnable as `python -m <module>`.
+
+Modules are imported only when their subcommand runs, so `memroute data ...` never loads torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "quickstart": ("memroute.quickstart", "the main job on the embedded default: model, baselines, evaluation"),
+    "model": ("learner.models", "provision the default model (fetch) or the tiny test model (tiny)"),
+    "data": ("data.cli", "validate, describe, convert and score datasets and predictions"),
+    "eval": ("actors.evaluate", "route a dataset with a model and score it"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    rows = "\n".join(f"  {name:<{width}}  {help_}  (python -m {mod})" for name, (mod, help_) in COMMANDS.items())
+    return f"usage: memroute <command> [args]\n\ncommands:\n{rows}\n\n`memroute <command> --help` for details."
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from memroute import __version__
+
+        print(__version__)
+        return 0
+    if argv[0] not in COMMANDS:
+        print(f"memroute: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return module.main(argv[1:]) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

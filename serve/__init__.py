@@ -1,0 +1,1 @@
+"""Ray Serve application for production routing (its deployment graph lands with the serving issue)."""
