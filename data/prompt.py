@@ -2,20 +2,20 @@
 
 SFT, rollouts, evaluation and serving all call `render_prompt`, so a model never sees a prompt at serving time
 that differs from the one it was trained on. The conversation is quoted inside a single user message (it is
-the material to classify, not a chat with the router), under a system message that lists the taxonomy.
+the material to classify, not a chat with the router), under a system message that lists the labels.
 """
 
 from __future__ import annotations
 
 from data.parser import format_answer
-from data.taxonomy import CATEGORIES, NONE
+from data.taxonomy import LABELS, NONE
 
+# Labels only, no descriptions: the descriptions (taxonomy.CATEGORIES) cost ~350 tokens per prompt, which is
+# most of the training compute on short conversations, and a fine-tuned router does not need them.
 SYSTEM_PROMPT = (
-    "You route marketing conversations to long-term memory. Read the conversation and answer with the memory "
-    "categories it should be stored under, comma-separated. Use only these "
-    f"labels; `{NONE}` means nothing is worth remembering and is never combined with another label.\n"
-    + "\n".join(f"- {c.name}: {c.description}" for c in CATEGORIES)
-    + "\nAnswer with the labels only, for example: company.business_priorities, user.role_context"
+    "You route marketing conversations to memory. Answer with the memory categories the conversation should "
+    f"be stored under, comma-separated, chosen from: {', '.join(LABELS)}. `{NONE}` means nothing is worth "
+    "remembering and is never combined with another label. Answer with the labels only."
 )
 
 _SPEAKER = {"user": "USER", "assistant": "ASSISTANT"}
