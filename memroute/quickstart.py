@@ -22,7 +22,16 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/quickstart")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N test conversations")
     args = p.parse_args(argv)
+    from learner.models import ModelError  # cheap: torch loads only when a model does
 
+    try:
+        return run(args)
+    except (FileNotFoundError, ValueError, ModelError) as e:
+        print(f"memroute quickstart: error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
     from actors.evaluate import EvalConfig, run_eval
     from data.schema import read_examples
     from learner.models import resolve_model

@@ -1,0 +1,108 @@
+"""`memroute eval`: batched greedy routing of a dataset, scored with the foundation's metrics.
+
+Writes into `--out`: predictions.jsonl, metrics.json and metrics.md (all atomic). Backends: `hf` (transformers
+generate) and `majority` (the training set's most common label set, no model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from data.atomic import write_json_atomic, write_text_atomic
+from data.baselines import majority_predictions
+from data.embedded import TEST_PATH, TRAIN_PATH
+from data.metrics import Prediction, align, compute_metrics, metrics_table, write_predictions
+from data.parser import parse_answer
+from data.prompt import render_prompt
+from data.schema import read_examples
+from learner.models import ModelError
+
+
+@dataclass
+class EvalConfig:
+    model: str = "smollm2-135m"  # a known name (smollm2-135m, tiny) or any HF model path
+    adapter: str | None = None  # LoRA adapter folder
+    data: str = str(TEST_PATH)
+    out: str = "runs/eval"
+    backend: str = "hf"  # hf | majority
+    train: str = str(TRAIN_PATH)  # the majority baseline's training set
+    batch_size: int = 8
+    max_new_tokens: int = 48
+    dtype: str = "auto"
+    limit: int | None = None  # score only the first N examples (smoke runs)
+
+
+def predict_with_model(cfg: EvalConfig, examples) -> list[Prediction]:
+    from tqdm import tqdm
+
+    from actors.hf_engine import HFEngine
+
+    engine = HFEngine(cfg.model, adapter=cfg.adapter, dtype=cfg.dtype, batch_size=cfg.batch_size)
+    prompts = [render_prompt(engine.tokenizer, ex.conversation) for ex in examples]
+    name = cfg.model + (f"+{cfg.adapter}" if cfg.adapter else "")
+    with tqdm(total=len(prompts), desc="eval", unit="conv", file=sys.stderr) as bar:
+        generations = engine.generate(prompts, max_new_tokens=cfg.max_new_tokens, progress=bar)
+    return [Prediction(ex.id, parse_answer(g.text).labels, raw=g.text, model=name)
+            for ex, g in zip(examples, generations)]
+
+
+def run_eval(cfg: EvalConfig) -> dict:
+    examples = read_examples(cfg.data)
+    if cfg.limit:
+        examples = examples[:cfg.limit]
+    if not examples:
+        raise ValueError(f"no examples to evaluate in {cfg.data}")
+    start = time.perf_counter()
+    if cfg.backend == "majority":
+        predictions = majority_predictions(read_examples(cfg.train), examples)
+    elif cfg.backend == "hf":
+        predictions = predict_with_model(cfg, examples)
+    else:
+        raise ValueError(f"unknown eval backend {cfg.backend!r}: use hf or majority")
+    elapsed = time.perf_counter() - start
+    metrics = compute_metrics(align(predictions, examples))
+    metrics["config"] = asdict(cfg)
+    metrics["seconds"] = elapsed
+    out = Path(cfg.out)
+    write_predictions(out / "predictions.jsonl", predictions)
+    write_json_atomic(out / "metrics.json", metrics)
+    title = f"{predictions[0].model} on {Path(cfg.data).name}"
+    write_text_atomic(out / "metrics.md", metrics_table(metrics, title))
+    return metrics
+
+
+def parse_args(argv=None) -> EvalConfig:
+    defaults = EvalConfig()
+    p = argparse.ArgumentParser(prog="memroute eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=defaults.model)
+    p.add_argument("--adapter", default=None)
+    p.add_argument("--data", default=defaults.data, help="JSONL or Parquet examples (default: embedded test)")
+    p.add_argument("--out", default=defaults.out)
+    p.add_argument("--backend", default=defaults.backend, choices=["hf", "majority"])
+    p.add_argument("--train", default=defaults.train, help="training set for the majority baseline")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
+    p.add_argument("--dtype", default=defaults.dtype)
+    p.add_argument("--limit", type=int, default=None)
+    return EvalConfig(**{k.replace("-", "_"): v for k, v in vars(p.parse_args(argv)).items()})
+
+
+def main(argv=None) -> int:
+    cfg = parse_args(argv)
+    try:
+        metrics = run_eval(cfg)
+    except (FileNotFoundError, ValueError, ModelError) as e:  # ExampleError is a ValueError
+        print(f"memroute eval: error: {e}", file=sys.stderr)
+        return 2
+    print(metrics_table(metrics, f"{cfg.backend}: {cfg.model} on {Path(cfg.data).name}"))
+    print(f"wrote {cfg.out}/predictions.jsonl, metrics.json, metrics.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

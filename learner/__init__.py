@@ -1,0 +1,1 @@
+"""The learner: models, tokenizers and adapter training for memroute."""

@@ -1,0 +1,81 @@
+"""The `memroute` command end to end, as a user runs it (subprocesses, real files, the tiny model)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data.embedded import TEST_PATH, TRAIN_PATH
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def memroute(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "memroute", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"memroute {args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_help_lists_every_command():
+    out = memroute("--help").stdout
+    for name in ("quickstart", "model", "data", "eval"):
+        assert name in out
+    bad = memroute("nope", check=False)
+    assert bad.returncode == 2 and "unknown command 'nope'" in bad.stderr
+
+
+def test_data_validate_stats_convert(tmp_path):
+    assert "ok" in memroute("data", "validate", TRAIN_PATH, TEST_PATH).stdout
+    stats = json.loads(memroute("data", "stats", TRAIN_PATH).stdout)
+    assert stats["rows"] > 0 and set(stats["label_counts"]) >= {"none", "user.role_context"}
+    parquet = tmp_path / "test.parquet"
+    memroute("data", "convert", TEST_PATH, parquet)
+    assert "ok" in memroute("data", "validate", parquet).stdout
+    bad = tmp_path / "bad.jsonl"
+    lines = TEST_PATH.read_text().splitlines()
+    row = json.loads(lines[1])
+    row["categories"] = ["company.vibes"]
+    bad.write_text("\n".join([lines[0], json.dumps(row), lines[2]]) + "\n")
+    proc = memroute("data", "validate", bad, check=False)
+    assert proc.returncode == 1
+    assert f"{bad}:2: field 'categories': unknown category 'company.vibes'" in proc.stdout
+    assert "2 valid rows, 1 rejected" in proc.stdout
+
+
+def test_eval_majority_and_score(tmp_path):
+    out = tmp_path / "maj"
+    memroute("eval", "--backend", "majority", "--out", out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == len(TEST_PATH.read_text().splitlines())
+    assert metrics["parse_failure_rate"] == 0.0 and 0.0 < metrics["mean_f1"] < 1.0
+    scored = memroute("data", "score", out / "predictions.jsonl", "--data", TEST_PATH).stdout
+    assert f"{metrics['mean_f1']:.3f}" in scored
+    cmp = json.loads(memroute("data", "compare", out / "predictions.jsonl", out / "predictions.jsonl",
+                              "--data", TEST_PATH).stdout)
+    assert cmp["delta"] == 0.0
+
+
+@pytest.mark.slow
+def test_eval_with_the_tiny_model(tmp_path):
+    out = tmp_path / "tiny"
+    proc = memroute("eval", "--model", "tiny", "--limit", "4", "--max-new-tokens", "8", "--out", out)
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 4 and all(p["model"] == "tiny" and isinstance(p["raw"], str) for p in preds)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 4 and metrics["config"]["model"] == "tiny"
+    assert "mean F1" in (out / "metrics.md").read_text() and "mean F1" in proc.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--data", "/nonexistent/x.jsonl", "--backend", "majority"], "dataset not found: /nonexistent/x.jsonl"),
+    (["--model", "/nonexistent/model", "--limit", "1"], "/nonexistent/model"),
+    (["--model", "tiny", "--adapter", "/nonexistent/adapter", "--limit", "1"], "LoRA adapter not found"),
+])
+def test_eval_bad_input_is_a_clear_error(tmp_path, args, words):
+    proc = memroute("eval", "--out", tmp_path / "x", *args, check=False)
+    assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x").exists(), "nothing written on a failed run"
