@@ -1,0 +1,82 @@
+"""Learner configs. Defaults run on one CPU machine with the default model; configs/*.yaml change the rest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from data.embedded import TEST_PATH, TRAIN_PATH
+
+ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2-135m"  # a known name (smollm2-135m, tiny) or any HF model path / hub id
+    dtype: str = "auto"  # auto | bfloat16 | float16 | float32 (auto: bfloat16 on GPU, float32 on CPU)
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class LoraConfig:
+    rank: int = 32
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: list(ALL_PROJECTIONS))
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    schedule: str = "cosine"  # cosine | linear | constant (after warmup)
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class SFTConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train_data: str = str(TRAIN_PATH)
+    eval_data: str = str(TEST_PATH)
+    run_dir: str = "runs/sft"
+    epochs: int = 1
+    batch_size: int = 8  # examples per optimizer step, over all workers and accumulation micro-batches
+    grad_accum: int = 1  # micro-batches per optimizer step on each worker
+    max_seq_len: int = 1024  # longer examples are refused with an error naming them, never silently cut
+    max_steps: int | None = None  # stop early (smoke runs, benchmarks)
+    num_workers: int = 1  # Ray Train data-parallel workers
+    use_gpu: bool = False
+    cpus_per_worker: int = 1
+    seed: int = 0
+    checkpoint_every: int = 25  # optimizer steps
+    log_every: int = 1
+    keep_checkpoints: int | None = 3  # newest Ray Train checkpoints kept in <run_dir>/train/ (None: all)
+    resume_from: str | None = None  # a checkpoint folder to start from; by default a run_dir resumes its latest
+
+
+@dataclass
+class LossConfig:
+    kind: str = "is"  # is (importance-sampled PG, the reference's) | ppo (clipped) | tis (truncated IS weights)
+    clip_eps: float = 0.2  # ppo
+    tis_cap: float = 2.0  # tis: cap on the learner/sampler probability ratio
+    kl_coef: float = 0.0  # weight of the KL penalty to the reference (the base model, adapter disabled)
+    kl_estimator: str = "k3"  # k1 | k3
+    track_kl: bool = True  # report the KL to the reference even when kl_coef is 0 (one extra no-grad forward)
+    aggregate: str = "token"  # token: mean over all completion tokens of the batch | sequence
+
+
+@dataclass
+class LearnerConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-5, warmup_steps=0, schedule="constant"))
+    loss: LossConfig = field(default_factory=LossConfig)
+    adapter: str | None = None  # start from this LoRA adapter (an SFT result); None = a fresh adapter
+    num_learners: int = 1  # data-parallel learner actors (gradients all-reduced over a torch.distributed group)
+    use_gpu: bool = False
+    cpus_per_learner: int = 1
+    total_steps: int = 100  # for the LR schedule
+    seed: int = 0

@@ -1,0 +1,51 @@
+"""The policy model: a base causal LM with a peft LoRA adapter.
+
+The KL reference policy is the same module with the adapter disabled (`reference_mode`), not a second copy
+of the base weights in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from learner.config import LoraConfig, ModelConfig
+
+
+def build_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig, adapter: str | Path | None = None,
+                 trainable: bool = True, seed: int = 0):
+    """Load the base model and wrap it with a fresh LoRA adapter, or with the saved one at `adapter`."""
+    import torch
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import PeftModel, get_peft_model
+
+    from actors.hf_engine import resolve_dtype
+    from learner.models import load_model, resolve_model
+
+    base = load_model(resolve_model(model_cfg.name), dtype=resolve_dtype(model_cfg.dtype))
+    if model_cfg.gradient_checkpointing:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base.enable_input_require_grads()
+    if adapter is not None:
+        if not (Path(adapter) / "adapter_config.json").exists():
+            raise FileNotFoundError(f"LoRA adapter not found: {adapter} (expected a folder with adapter_config.json)")
+        return PeftModel.from_pretrained(base, str(adapter), is_trainable=trainable)
+    peft_cfg = PeftLoraConfig(r=lora_cfg.rank, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
+                              target_modules=list(lora_cfg.target_modules), task_type="CAUSAL_LM", bias="none")
+    with torch.random.fork_rng():  # the A matrices are random: the same init on every DDP rank, every run
+        torch.manual_seed(seed)
+        return get_peft_model(base, peft_cfg)
+
+
+@contextlib.contextmanager
+def reference_mode(policy):
+    """Run the base model (the KL reference) by disabling the adapter for the duration."""
+    with policy.disable_adapter():
+        yield policy
+
+
+def lora_state(policy) -> dict:
+    """The adapter's tensors (what the learner ships to rollout workers), detached on CPU."""
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().to("cpu").clone() for k, v in get_peft_model_state_dict(policy).items()}
