@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -50,3 +52,28 @@ def write_jsonl_atomic(target: str | os.PathLike, rows) -> None:
     with atomic_path(target) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Move the fully written directory `new` to `target`, replacing whatever is there.
+
+    A directory cannot be swapped by one rename, so the old one is first renamed aside; a reader sees the old
+    folder or the new one, and a crash between the two renames leaves the old one beside the target, intact.
+    """
+    new, target = Path(new), Path(target)
+    old = None
+    if target.exists() or target.is_symlink():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+        os.replace(target, old)
+    os.replace(new, target)
+    with contextlib.suppress(OSError):  # make the renames durable
+        fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    if old is not None:
+        if old.is_symlink() or old.is_file():
+            old.unlink()
+        else:
+            shutil.rmtree(old, ignore_errors=True)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.atomic import write_json_atomic
+from data.atomic import replace_dir, write_json_atomic
 from learner.config import LearnerConfig
 
 
@@ -205,11 +205,16 @@ class Learner:
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
                    tmp / "optim.pt")
         write_json_atomic(tmp / "state.json", {"version": self.version, "step": self.step})
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, target)
+        return str(target)
+
+    def export_adapter(self, path: str) -> str:
+        """The current adapter as a peft folder (what `memroute eval --adapter` and serving load), atomically."""
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.policy.save_pretrained(tmp)
+        replace_dir(tmp, target)
         return str(target)
 
     def load_checkpoint(self, path: str) -> dict:
@@ -296,3 +301,8 @@ class LearnerGroup:
         import ray
 
         return ray.get([a.load_checkpoint.remote(path) for a in self.actors])[0]
+
+    def export_adapter(self, path: str) -> str:
+        import ray
+
+        return ray.get(self.actors[0].export_adapter.remote(path))

@@ -36,6 +36,8 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from data.atomic import replace_dir
+
 log = logging.getLogger(__name__)
 
 # --- the default model: pinned source -------------------------------------------------------------------------
@@ -263,32 +265,12 @@ def _provision(
             problems = verify_model_dir(build_dir)
             if problems:  # cannot happen unless the disk lies; do not publish
                 raise ModelProvisioningError(f"freshly built {name} does not verify: {'; '.join(problems)}")
-            _replace_dir(build_dir, target)
+            replace_dir(build_dir, target)
         finally:
             if build_dir.exists():
                 shutil.rmtree(build_dir, ignore_errors=True)
     log.info("built %s at %s", name, target)
     return target
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Rename `new` to `target`, replacing whatever is there (a directory cannot be replaced in one rename)."""
-    old = None
-    if target.exists() or target.is_symlink():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}-{time.monotonic_ns()}")
-        os.replace(target, old)
-    os.replace(new, target)
-    with contextlib.suppress(OSError):  # make the rename durable
-        fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    if old is not None:
-        if old.is_symlink() or old.is_file():
-            old.unlink()
-        else:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def _versions() -> dict[str, Any]:
