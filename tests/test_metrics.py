@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from data.baselines import majority_label_set, majority_predictions
+from data.baselines import majority_label, majority_predictions
 from data.metrics import (Prediction, PredictionError, align, bootstrap_ci, compute_metrics, metrics_table,
                           paired_bootstrap, read_predictions, write_predictions)
 from data.schema import make_example
@@ -68,9 +68,10 @@ def test_predictions_io_align_and_paired_bootstrap(tmp_path):
 
 
 def test_majority_baseline():
-    train = [ex(0, ["user.role_context"]), ex(1, ["user.role_context"]), ex(2, ["none"]), ex(3, ["none"])]
-    assert majority_label_set(train) == ["user.role_context"]  # tie broken by taxonomy order
+    train = [ex(0, ["user.role_context", "company.brand_core"]), ex(1, ["user.role_context"]), ex(2, ["none"]),
+             ex(3, ["none"])]
+    assert majority_label(train) == "user.role_context"  # 2-2 tie with none, broken by taxonomy order
     preds = majority_predictions(train, train)
     assert {tuple(p.predicted) for p in preds} == {("user.role_context",)}
     with pytest.raises(ValueError):
-        majority_label_set([])
+        majority_label([])
