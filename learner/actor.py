@@ -46,6 +46,13 @@ class Group:
                 raise ValueError(f"completion {i}: {len(c)} tokens but {len(lp)} sampler logprobs")
 
 
+def _stack(rows, width: int):
+    """Right-pad 1-D logprob tensors (one per completion) with zeros into a [N, width] tensor."""
+    import torch
+
+    return torch.stack([torch.nn.functional.pad(r.float(), (0, width - len(r))) for r in rows])
+
+
 def _pad(rows, value=0.0):
     import torch
 
@@ -149,14 +156,13 @@ class Learner:
         sums = {"loss": 0.0, "mean_ratio": 0.0, "clip_fraction": 0.0, "kl": 0.0, "entropy": 0.0}
         max_ratio = 0.0
         for g in groups:
+            width = max(len(c) for c in g.completion_ids)
             ref = None
             if lc.kl_coef > 0 or lc.track_kl:
                 with torch.no_grad(), reference_mode(self.policy):
-                    ref_rows = group_logprobs(self.policy, g.prompt_ids, g.completion_ids)
-                ref, _ = _pad([r.float().tolist() for r in ref_rows])
+                    ref = _stack(group_logprobs(self.policy, g.prompt_ids, g.completion_ids), width)
             rows, entropies = group_logprobs(self.policy, g.prompt_ids, g.completion_ids, return_entropy=True)
-            width = max(len(c) for c in g.completion_ids)
-            logp = torch.stack([torch.nn.functional.pad(r.float(), (0, width - len(r))) for r in rows])
+            logp = _stack(rows, width)
             sampler, mask = _pad(g.sampler_logprobs)
             adv = torch.as_tensor(g.advantages, dtype=torch.float32)
             loss, stats = policy_loss(logp, sampler.to(logp.device), adv.to(logp.device), mask.to(logp.device),
