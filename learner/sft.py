@@ -1,0 +1,667 @@
+"""LoRA supervised fine-tuning on Ray Train (TorchTrainer, DDP), resumable exactly after any kill.
+
+    python -m learner.sft --config configs/cpu_sft.yaml [key=value ...]
+
+Layout of a run directory::
+
+    <run_dir>/config.yaml          the config of the latest session (atomic)
+    <run_dir>/metrics.jsonl        one row per optimizer step (rank 0)
+    <run_dir>/tb/                  TensorBoard scalars (rank 0)
+    <run_dir>/train/               Ray Train's run folder (RunConfig(storage_path=<run_dir>, name="train")):
+        checkpoint_manager_snapshot.json      Ray's list of committed checkpoints
+        checkpoint_000025/ ...                one folder per checkpoint (see below)
+    <run_dir>/adapter/             the final LoRA adapter, a peft folder (atomic)
+
+A checkpoint folder holds ``adapter/`` (peft ``save_pretrained``), ``trainer_state.pt`` (optimizer, scheduler, the
+RNG state of every rank, the data position ``(epoch, step_in_epoch, global_step)``, the data-plan fingerprint,
+elapsed time) and ``config.yaml``, and, written last, ``memroute_checkpoint.json`` with the sha256 of every file.
+
+Checkpoint and resume, and who does what:
+
+- Rank 0 writes the checkpoint into a local temp dir and hands it to ``ray.train.report(metrics, checkpoint=...)``
+  (the other ranks report ``None``; every rank reports, it is a barrier). On a local ``storage_path`` our
+  ``checkpoint_upload_fn`` copies it to a hidden temp folder beside its final name and renames it into place;
+  elsewhere Ray's own upload copies it. Ray's controller then registers it in ``checkpoint_manager_snapshot.json``
+  and deletes the oldest beyond ``keep_checkpoints``. A checkpoint Ray has not registered is never resumed from.
+- Starting a run whose ``<run_dir>/train/`` has a snapshot, Ray restores it and ``ray.train.get_checkpoint()``
+  returns the latest committed checkpoint in every worker (the same after a worker-group restart). Before that, the
+  driver reads the snapshot and verifies that checkpoint against its manifest, so a corrupt or missing one is an
+  error naming it, not a silent fresh start. ``resume_from=<folder>`` starts from a given checkpoint (Train V2 has
+  no ``resume_from_checkpoint`` any more: we pass the path in ``train_loop_config``).
+- What we restore by hand (Ray knows nothing of it): adapter weights, optimizer moments, LR scheduler, RNG state
+  and the data position, so the next batch, LR and optimizer state are exactly those of an uninterrupted run.
+- metrics.jsonl rows after the checkpoint's step are dropped before training resumes, TensorBoard events after it
+  are purged (``SummaryWriter(purge_step=...)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+from data.atomic import write_jsonl_atomic, write_text_atomic
+from learner.config import SFTConfig
+from learner.sft_data import (
+    SFTDataError,
+    TokenizedExample,
+    batch_ids_hash,
+    check_batching,
+    collate,
+    epoch_plan,
+    load_sft_examples,
+    plan_fingerprint,
+    steps_per_epoch,
+    worker_micro_batches,
+)
+from memroute.config import ConfigError, dump_config
+
+log = logging.getLogger(__name__)
+
+RAY_RUN_NAME = "train"  # Ray Train's folder inside run_dir
+CHECKPOINT_MANIFEST = "memroute_checkpoint.json"
+CHECKPOINT_FORMAT = 1
+TRAINER_STATE = "trainer_state.pt"
+RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
+SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+GAUGES = ("loss", "lr", "grad_norm", "tokens", "tokens_per_s", "elapsed", "step", "epoch")  # memroute_sft_<name>
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, corrupt, or does not fit the run; the message names it."""
+
+
+# --- config checks --------------------------------------------------------------------------------------------
+
+
+def validate_sft_config(cfg: SFTConfig) -> None:
+    check_batching(cfg.batch_size, cfg.num_workers, cfg.grad_accum)
+    if cfg.optim.schedule not in SCHEDULES:
+        raise ConfigError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, got {cfg.optim.schedule!r}")
+    for name in ("epochs", "max_seq_len", "checkpoint_every", "log_every", "cpus_per_worker"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.max_steps is not None and cfg.max_steps < 1:
+        raise ConfigError(f"max_steps must be >= 1 (or null), got {cfg.max_steps}")
+    if cfg.keep_checkpoints is not None and cfg.keep_checkpoints < 1:
+        raise ConfigError(f"keep_checkpoints must be >= 1 (or null to keep all), got {cfg.keep_checkpoints}")
+    if cfg.optim.warmup_steps < 0 or cfg.optim.lr <= 0:
+        raise ConfigError("optim.lr must be > 0 and optim.warmup_steps >= 0")
+
+
+def total_steps(cfg: SFTConfig, n_examples: int) -> int:
+    per_epoch = steps_per_epoch(n_examples, cfg.batch_size)
+    if per_epoch == 0:
+        raise SFTDataError(f"training dataset {cfg.train_data} has {n_examples} examples, fewer than "
+                           f"batch_size={cfg.batch_size}: not one full batch")
+    steps = per_epoch * cfg.epochs
+    return min(steps, cfg.max_steps) if cfg.max_steps else steps
+
+
+# --- checkpoints ----------------------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.is_file() and p.name != CHECKPOINT_MANIFEST)
+
+
+def write_checkpoint(folder: Path, policy, optimizer, scheduler, state: dict, cfg: SFTConfig) -> None:
+    """Write a complete checkpoint into `folder` (a fresh temp dir); the manifest comes last."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    policy.save_pretrained(str(folder / "adapter"))
+    torch.save({**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+               folder / TRAINER_STATE)
+    (folder / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    manifest = {
+        "format": CHECKPOINT_FORMAT,
+        **{k: state[k] for k in ("global_step", "epoch", "step_in_epoch", "plan_fingerprint", "total_steps")},
+        "files": {rel: _sha256(folder / rel) for rel in _files(folder)},
+    }
+    (folder / CHECKPOINT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def verify_checkpoint(folder: str | os.PathLike) -> dict:
+    """The checkpoint's manifest, after checking every file against it; `CheckpointError` naming the problem."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint {folder} does not exist (or is not a folder)")
+    try:
+        manifest = json.loads((folder / CHECKPOINT_MANIFEST).read_text(encoding="utf-8"))
+        files = manifest["files"]
+        manifest["global_step"]
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {folder} is incomplete or not a memroute SFT checkpoint: "
+                              f"no {CHECKPOINT_MANIFEST}") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {folder} is corrupt: unreadable {CHECKPOINT_MANIFEST} ({e})") from None
+    for rel in (TRAINER_STATE, "adapter/adapter_config.json"):
+        if rel not in files:
+            raise CheckpointError(f"checkpoint {folder} is corrupt: its manifest does not list {rel}")
+    for rel, digest in files.items():
+        p = folder / rel
+        if not p.is_file():
+            raise CheckpointError(f"checkpoint {folder} is corrupt: {rel} is missing")
+        if _sha256(p) != digest:
+            raise CheckpointError(f"checkpoint {folder} is corrupt: {rel} does not match its sha256")
+    return manifest
+
+
+def ray_latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The latest checkpoint Ray Train committed for `run_dir` (from its snapshot), or None if there is none."""
+    exp = Path(run_dir) / RAY_RUN_NAME
+    snap = exp / RAY_SNAPSHOT
+    if not snap.exists():
+        return None
+    try:
+        latest = json.loads(snap.read_text(encoding="utf-8")).get("latest_checkpoint_result")
+        name = latest["checkpoint_dir_name"] if latest else None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"Ray Train's checkpoint list {snap} is corrupt ({e}); cannot tell which checkpoint "
+                              f"is the latest. Resume from a given one with resume_from=<checkpoint folder> and a "
+                              f"new run_dir, or delete {exp} to start over") from None
+    return exp / name if name else None
+
+
+def resolve_resume(cfg: SFTConfig, run_dir: Path) -> Path | None:
+    """The checkpoint this session starts from (verified), or None for a fresh start."""
+    latest = ray_latest_checkpoint(run_dir)
+    if cfg.resume_from:
+        wanted = Path(cfg.resume_from).expanduser().resolve()
+        if not wanted.exists():
+            raise CheckpointError(f"checkpoint to resume from not found: {wanted} (resume_from)")
+        verify_checkpoint(wanted)
+        if latest is not None and latest.resolve() != wanted:
+            raise CheckpointError(
+                f"resume_from={wanted} but run_dir {run_dir} already has checkpoints (latest {latest}); Ray Train "
+                f"resumes a run from its latest checkpoint. To branch from another checkpoint use a new run_dir")
+        return wanted
+    if latest is None:
+        return None
+    if not latest.exists():
+        raise CheckpointError(f"the latest checkpoint of run {run_dir}, {latest}, is missing (Ray Train's list "
+                              f"names it). Not starting over silently: restore it, or delete {latest.parent} to "
+                              f"start over")
+    try:
+        verify_checkpoint(latest)
+    except CheckpointError as e:
+        raise CheckpointError(f"the latest checkpoint of run {run_dir} is corrupt: {e}. Not starting over "
+                              f"silently: resume from an earlier checkpoint with resume_from=<folder> and a new "
+                              f"run_dir, or delete {latest.parent} to start over") from None
+    return latest
+
+
+def load_trainer_state(folder: Path) -> dict:
+    import torch
+
+    try:
+        return torch.load(folder / TRAINER_STATE, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
+        raise CheckpointError(f"checkpoint {folder}: cannot read {TRAINER_STATE}: {e}") from None
+
+
+def _rng_state() -> dict:
+    import numpy as np
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _copy_adapter_atomic(src: Path, dest: Path) -> None:
+    """Copy a peft folder to `dest`: a temp folder beside it, renamed into place (the old one removed after)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        _fsync_tree(tmp)
+        old = None
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for p in folder.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def _atomic_local_upload(checkpoint, checkpoint_dir_name: str):
+    """`checkpoint_upload_fn` for a local storage path: copy to a temp folder, then rename into place."""
+    import ray.train
+
+    exp = Path(ray.train.get_context().get_storage().experiment_fs_path)
+    final = exp / checkpoint_dir_name
+    tmp = exp / f".{checkpoint_dir_name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(checkpoint.path, tmp)
+    _fsync_tree(tmp)
+    if final.exists():  # left by a killed session before Ray registered it: never resumed from, replace it
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return ray.train.Checkpoint(path=str(final))
+
+
+# --- metrics file ---------------------------------------------------------------------------------------------
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The rows of a metrics.jsonl (a torn last line, from a kill, is skipped)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Keep the rows up to `last_step` (the step of the checkpoint a run resumes from)."""
+    if path.exists():
+        write_jsonl_atomic(path, [r for r in read_metrics(path) if r.get("step", 0) <= last_step])
+
+
+# --- the training step (shared by the Ray Train loop and the bare benchmark loop) ----------------------------
+
+
+def build_optimizer(cfg: SFTConfig, policy, steps: int):
+    """AdamW over the LoRA parameters only, and the warmup + decay schedule."""
+    import torch
+    from transformers import get_scheduler
+
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+                                  weight_decay=cfg.optim.weight_decay)
+    scheduler = get_scheduler(SCHEDULES[cfg.optim.schedule], optimizer,
+                              num_warmup_steps=cfg.optim.warmup_steps, num_training_steps=steps)
+    return params, optimizer, scheduler
+
+
+def masked_ce_sum(model, mb: dict, device):
+    """Sum of the cross-entropy over the answer tokens of a micro-batch (logits only from the first answer on)."""
+    import torch.nn.functional as F
+
+    input_ids = mb["input_ids"].to(device, non_blocking=True)
+    labels = mb["labels"].to(device, non_blocking=True)
+    start = mb["answer_start"]
+    keep = input_ids.shape[1] - start + 1  # positions start-1 .. L-1; position t predicts token t+1
+    out = model(input_ids=input_ids, attention_mask=mb["attention_mask"].to(device, non_blocking=True),
+                logits_to_keep=keep, use_cache=False)
+    logits = out.logits[:, :-1].float()
+    targets = labels[:, start:]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,
+                           reduction="sum")
+
+
+def sft_step(model, params, optimizer, scheduler, examples: Sequence[TokenizedExample], batch: Sequence[int],
+             lengths: Sequence[int], rank: int, world: int, grad_accum: int, pad_id: int, device,
+             max_grad_norm: float) -> dict:
+    """One optimizer step over a global batch; this worker does its share.
+
+    The loss is the token mean over all answer tokens of the global batch: each micro-batch's summed
+    cross-entropy is divided by that global count (known to every worker from the plan) and multiplied by the
+    world size (DDP averages gradients over workers), so DDP + accumulation equals one big batch.
+    """
+    import torch
+    import torch.distributed as dist
+
+    n_answer = sum(examples[i].n_answer for i in batch)
+    tokens = sum(examples[i].n_tokens for i in batch)
+    micro = worker_micro_batches(batch, lengths, rank, world, grad_accum)
+    ddp = hasattr(model, "no_sync")
+    ce_total = torch.zeros((), dtype=torch.float64, device=device)
+    for m, idx in enumerate(micro):
+        mb = collate(examples, idx, pad_id)
+        sync = not ddp or m == len(micro) - 1
+        with contextlib.nullcontext() if sync else model.no_sync():
+            ce = masked_ce_sum(model, mb, device)
+            (ce * (world / n_answer)).backward()
+        ce_total += ce.detach().double()
+    if world > 1:
+        dist.all_reduce(ce_total)
+    lr = scheduler.get_last_lr()[0]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else math.inf)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {"loss": ce_total.item() / n_answer, "lr": lr, "grad_norm": float(grad_norm), "tokens": tokens,
+            "answer_tokens": n_answer}
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+# --- the Ray Train worker loop --------------------------------------------------------------------------------
+
+
+class _Observer:
+    """Rank 0's outputs: metrics.jsonl, TensorBoard, Ray metrics gauges, a progress bar."""
+
+    def __init__(self, cfg: SFTConfig, run_dir: Path, start_step: int, steps: int):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.cfg = cfg
+        self.metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        self.tb = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=start_step + 1)
+        self.gauges = {}
+        try:
+            from ray.util.metrics import Gauge
+
+            self.gauges = {k: Gauge(f"memroute_sft_{k}", description=f"SFT {k.replace('_', ' ')}", tag_keys=("run",))
+                           for k in GAUGES}
+        except Exception as e:  # noqa: BLE001 - metrics are best effort (e.g. no metrics agent)
+            log.warning("Ray metrics gauges unavailable: %s", e)
+        self.tags = {"run": run_dir.name}
+        self.bar = None
+        try:
+            from ray.experimental.tqdm_ray import tqdm
+
+            self.bar = tqdm(desc=f"sft {run_dir.name}", total=steps, unit="step")
+            self.bar.update(start_step)
+        except Exception as e:  # noqa: BLE001
+            log.warning("no progress bar: %s", e)
+
+    def step(self, row: dict) -> None:
+        self.metrics.write(json.dumps(row) + "\n")
+        self.metrics.flush()
+        step = row["step"]
+        if step % self.cfg.log_every == 0:
+            for key in ("loss", "lr", "grad_norm", "tokens", "tokens_per_s"):
+                self.tb.add_scalar(f"sft/{key}", row[key], step)
+            for key, gauge in self.gauges.items():
+                gauge.set(float(row[key]), tags=self.tags)
+        if self.bar is not None:
+            self.bar.set_description(f"sft loss {row['loss']:.4f}")
+            self.bar.update(1)
+
+    def sync(self) -> None:
+        self.metrics.flush()
+        os.fsync(self.metrics.fileno())
+        self.tb.flush()
+
+    def close(self) -> None:
+        self.sync()
+        self.metrics.close()
+        self.tb.close()
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _train_loop(config: dict) -> dict:
+    import torch
+    import torch.distributed as dist
+
+    import ray.train
+    import ray.train.torch
+    from learner.lora import build_policy
+
+    cfg: SFTConfig = config["cfg"]
+    examples: list[TokenizedExample] = config["examples"]
+    run_dir = Path(config["run_dir"])
+    steps = config["total_steps"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if not cfg.use_gpu:
+        torch.set_num_threads(cfg.cpus_per_worker)
+    device = ray.train.torch.get_device()
+
+    # Where to start: Ray's latest committed checkpoint of this run, else the one the driver resolved.
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None and config["resume_path"]:
+        ckpt = ray.train.Checkpoint(path=config["resume_path"])
+    with contextlib.ExitStack() as stack:
+        state, adapter = None, None
+        if ckpt is not None:
+            folder = Path(stack.enter_context(ckpt.as_directory()))
+            verify_checkpoint(folder)
+            state = load_trainer_state(folder)
+            if state["plan_fingerprint"] != config["plan_fingerprint"]:
+                raise CheckpointError(f"checkpoint {ckpt.path} was made with different training data, batch_size or "
+                                      f"seed (data plan {state['plan_fingerprint']} != {config['plan_fingerprint']})")
+            adapter = folder / "adapter"
+        policy = build_policy(cfg.model, cfg.lora, adapter=adapter, trainable=True, seed=cfg.seed)
+    policy.train()
+    model = ray.train.torch.prepare_model(policy)  # to the device; DDP when world > 1 (gloo on CPU, NCCL on GPU)
+    params, optimizer, scheduler = build_optimizer(cfg, policy, steps)
+    start, elapsed0 = 0, 0.0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, elapsed0 = state["global_step"], state["elapsed"]
+        if len(state["rng"]) == world:
+            _set_rng_state(state["rng"][rank])
+        else:  # resumed on a different number of workers: the data position is global, the RNG streams are not
+            random.seed(cfg.seed * 7919 + start + rank)
+            torch.manual_seed(cfg.seed * 7919 + start + rank)
+    else:
+        random.seed(cfg.seed + rank)
+        torch.manual_seed(cfg.seed + rank)
+
+    pad_id = config["pad_id"]
+    lengths = [ex.n_tokens for ex in examples]
+    per_epoch = steps_per_epoch(len(examples), cfg.batch_size)
+    observer = _Observer(cfg, run_dir, start, steps) if rank == 0 else None
+    upload_fn = _atomic_local_upload if config["local_storage"] else None
+
+    def checkpoint(step: int, last_row: dict | None) -> None:
+        rng = _rng_state()
+        rngs = [None] * world
+        if world > 1:
+            dist.all_gather_object(rngs, rng)
+        else:
+            rngs = [rng]
+        metrics = {"step": step, **({k: last_row[k] for k in ("loss", "lr", "epoch")} if last_row else {})}
+        if rank != 0:
+            ray.train.report(metrics, checkpoint=None, checkpoint_dir_name=f"checkpoint_{step:06d}")
+            return
+        observer.sync()
+        epoch, in_epoch = divmod(step, per_epoch)
+        trainer_state = {"global_step": step, "epoch": epoch, "step_in_epoch": in_epoch, "total_steps": steps,
+                         "plan_fingerprint": config["plan_fingerprint"], "elapsed": elapsed0 + time.time() - t0,
+                         "rng": rngs, "world_size": world}
+        with tempfile.TemporaryDirectory(prefix="memroute-ckpt-", ignore_cleanup_errors=True) as tmp:
+            write_checkpoint(Path(tmp), policy, optimizer, scheduler, trainer_state, cfg)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                             checkpoint_dir_name=f"checkpoint_{step:06d}", checkpoint_upload_fn=upload_fn)
+
+    t0 = time.time()
+    step, row, plans = start, None, {}
+    while step < steps:
+        epoch, in_epoch = divmod(step, per_epoch)
+        if epoch not in plans:
+            plans = {epoch: epoch_plan(lengths, cfg.batch_size, cfg.seed, epoch)}
+        batch = plans[epoch][in_epoch]
+        t_step = time.time()
+        out = sft_step(model, params, optimizer, scheduler, examples, batch, lengths, rank, world, cfg.grad_accum,
+                       pad_id, device, cfg.optim.max_grad_norm)
+        step += 1
+        now = time.time()
+        row = {"step": step, "epoch": epoch, "step_in_epoch": in_epoch, "loss": out["loss"], "lr": out["lr"],
+               "grad_norm": out["grad_norm"], "tokens": out["tokens"], "answer_tokens": out["answer_tokens"],
+               "tokens_per_s": out["tokens"] / max(now - t_step, 1e-9), "elapsed": elapsed0 + now - t0,
+               "batch_ids_hash": batch_ids_hash([examples[i].id for i in batch]), "workers": world}
+        if observer is not None:
+            observer.step(row)
+        if step % cfg.checkpoint_every == 0 or step == steps:
+            checkpoint(step, row)
+    result = {"global_step": step, "total_steps": steps, "start_step": start, "peak_rss_mb": peak_rss_mb(),
+              "final_loss": row["loss"] if row else None}
+    if observer is not None:
+        observer.close()
+    return result
+
+
+# --- the driver -----------------------------------------------------------------------------------------------
+
+
+def ensure_ray(num_cpus: int | None = None) -> bool:
+    """Connect to ``$RAY_ADDRESS`` if set, else start a local Ray with the machine's CPUs. True if we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count())
+    return True
+
+
+def _check_resources(cfg: SFTConfig) -> None:
+    import ray
+
+    have = ray.cluster_resources()
+    need_cpu = cfg.num_workers * cfg.cpus_per_worker
+    problems = []
+    if have.get("CPU", 0) < need_cpu:
+        problems.append(f"{need_cpu} CPUs (num_workers={cfg.num_workers} x cpus_per_worker={cfg.cpus_per_worker}) "
+                        f"but the Ray cluster has {have.get('CPU', 0):g}")
+    if cfg.use_gpu and have.get("GPU", 0) < cfg.num_workers:
+        problems.append(f"{cfg.num_workers} GPUs but the Ray cluster has {have.get('GPU', 0):g}")
+    if problems:
+        msg = "SFT needs " + "; ".join(problems)
+        if os.environ.get("MEMROUTE_SFT_WAIT_FOR_RESOURCES") == "1":  # an autoscaling cluster may grow
+            log.warning("%s; waiting for the cluster to grow", msg)
+        else:
+            raise ConfigError(msg + " (lower num_workers / cpus_per_worker, or set "
+                                    "MEMROUTE_SFT_WAIT_FOR_RESOURCES=1 on an autoscaling cluster)")
+
+
+def train_sft(cfg: SFTConfig) -> dict:
+    """Fine-tune a LoRA adapter with Ray Train; resumes `cfg.run_dir` from its latest checkpoint if it has one.
+
+    Returns the final metrics and paths: adapter, run_dir, config, checkpoint, metrics, tb.
+    """
+    import pyarrow.fs
+    import ray
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from learner.models import load_tokenizer, resolve_model
+
+    validate_sft_config(cfg)
+    run_dir = Path(cfg.run_dir).expanduser().resolve()
+    resolve_model(cfg.model.name)  # the models module's clear error for a missing model, before any worker starts
+    tokenizer = load_tokenizer(cfg.model.name)
+    examples = load_sft_examples(cfg.train_data, tokenizer, cfg.max_seq_len)
+    steps = total_steps(cfg, len(examples))
+    fingerprint = plan_fingerprint(examples, cfg.batch_size, cfg.seed)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    resume = resolve_resume(cfg, run_dir)
+    start = 0
+    if resume is not None:
+        manifest = verify_checkpoint(resume)
+        if manifest.get("plan_fingerprint") != fingerprint:
+            raise CheckpointError(f"checkpoint {resume} was made with different training data, batch_size or seed "
+                                  f"than this config (data plan {manifest.get('plan_fingerprint')} != {fingerprint}); "
+                                  f"use a new run_dir")
+        start = manifest["global_step"]
+        if start > steps:
+            raise CheckpointError(f"checkpoint {resume} is at step {start}, beyond this config's last step {steps} "
+                                  f"(max_steps / epochs)")
+        log.info("resuming %s from %s (step %d of %d)", run_dir, resume, start, steps)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    truncate_metrics(run_dir / "metrics.jsonl", start)
+    write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
+
+    ensure_ray()
+    _check_resources(cfg)
+    local = isinstance(pyarrow.fs.FileSystem.from_uri(str(run_dir))[0], pyarrow.fs.LocalFileSystem)
+    trainer = TorchTrainer(
+        _train_loop,
+        train_loop_config={"cfg": cfg, "examples": examples, "run_dir": str(run_dir), "total_steps": steps,
+                           "resume_path": str(resume) if resume else None, "plan_fingerprint": fingerprint,
+                           "local_storage": local, "pad_id": pad_id},
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
+                                               resources_per_worker={"CPU": cfg.cpus_per_worker}),
+        run_config=ray.train.RunConfig(name=RAY_RUN_NAME, storage_path=str(run_dir),
+                                       checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints)),
+    )
+    result = trainer.fit()
+    final = Path(result.checkpoint.path) if result.checkpoint is not None else resume
+    if final is None:
+        raise CheckpointError(f"run {run_dir} finished without a checkpoint")
+    verify_checkpoint(final)
+    adapter = run_dir / "adapter"
+    _copy_adapter_atomic(final / "adapter", adapter)
+    out = dict(result.return_value or {})
+    out.update({"adapter": str(adapter), "run_dir": str(run_dir), "config": str(run_dir / "config.yaml"),
+                "checkpoint": str(final), "metrics": str(run_dir / "metrics.jsonl"), "tb": str(run_dir / "tb"),
+                "examples": len(examples), "steps_per_epoch": steps_per_epoch(len(examples), cfg.batch_size)})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from learner.models import ModelError
+    from memroute.config import load_config
+
+    parser = argparse.ArgumentParser(prog="python -m learner.sft", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="YAML config (e.g. configs/cpu_sft.yaml); defaults otherwise")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-4 max_steps=10")
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        cfg = load_config(SFTConfig, args.config, args.overrides)
+        out = train_sft(cfg)
+    except (ConfigError, SFTDataError, CheckpointError, ModelError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    loss = out.get("final_loss")
+    print(f"adapter written to {out['adapter']} (step {out.get('global_step')}/{out.get('total_steps')}"
+          + (f", final loss {loss:.4f})" if loss is not None else ")"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""SFT data: tokenization, deterministic length-grouped batch plans, and each worker's micro-batches.
+
+An example becomes ``prompt ids + completion ids``: the prompt is `data.prompt.render_prompt` and the completion is
+`data.prompt.completion_text` (the canonical answer plus the end-of-turn token), each tokenized with
+``add_special_tokens=False``. The loss is on the completion tokens only (labels are -100 on the prompt).
+
+The batch plan of an epoch is a pure function of ``(lengths, batch_size, seed, epoch)``: shuffle with
+``random.Random(seed * 1000 + epoch)``, drop the ``n % batch_size`` examples that come last (a different few each
+epoch), sort windows of ~50 batches by length (less padding), cut into global batches and shuffle their order. So a
+data position ``(epoch, step_in_epoch)`` names exactly which examples come next, whatever the number of workers: a
+resumed run (even on a different number of workers) continues with the same batches.
+
+Each global batch is cut into ``num_workers * grad_accum`` equal chunks of adjacent lengths; micro-batch ``m`` of
+worker ``r`` is chunk ``m * num_workers + r``, so at every micro-step the workers process chunks of about the same
+length (DDP waits for the slowest).
+
+torch is imported inside `collate` only, so the driver can plan without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from data.prompt import completion_text, render_prompt
+from data.schema import read_examples
+
+IGNORE_INDEX = -100
+WINDOW_BATCHES = 50  # length-sort windows of this many batches
+
+
+class SFTDataError(ValueError):
+    """A dataset or batching setting that SFT cannot use; the message names the file / example / setting."""
+
+
+@dataclass(frozen=True)
+class TokenizedExample:
+    id: str
+    input_ids: tuple[int, ...]  # prompt ids followed by completion ids
+    n_prompt: int
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def n_answer(self) -> int:
+        return len(self.input_ids) - self.n_prompt
+
+
+def tokenize_example(tokenizer, example) -> TokenizedExample:
+    prompt = tokenizer(render_prompt(tokenizer, example.conversation), add_special_tokens=False)["input_ids"]
+    answer = tokenizer(completion_text(tokenizer, example.categories), add_special_tokens=False)["input_ids"]
+    return TokenizedExample(example.id, tuple(prompt) + tuple(answer), len(prompt))
+
+
+def load_sft_examples(path: str | os.PathLike, tokenizer, max_seq_len: int) -> list[TokenizedExample]:
+    """Read and tokenize a labelled dataset; refuse an empty file or an example longer than `max_seq_len`."""
+    path = Path(path)
+    examples = read_examples(path)
+    if not examples:
+        raise SFTDataError(f"training dataset {path} is empty: it holds no examples to train on")
+    out = []
+    for ex in examples:
+        tok = tokenize_example(tokenizer, ex)
+        if tok.n_tokens > max_seq_len:
+            raise SFTDataError(
+                f"example {ex.id!r} in {path} is {tok.n_tokens} tokens long ({tok.n_prompt} prompt + {tok.n_answer} "
+                f"answer), over max_seq_len={max_seq_len}; examples are never truncated: raise max_seq_len or "
+                f"remove/shorten the example"
+            )
+        if tok.n_answer == 0:
+            raise SFTDataError(f"example {ex.id!r} in {path} has an empty answer (no completion tokens)")
+        out.append(tok)
+    return out
+
+
+# --- batching -------------------------------------------------------------------------------------------------
+
+
+def check_batching(batch_size: int, num_workers: int, grad_accum: int) -> None:
+    for name, value in (("batch_size", batch_size), ("num_workers", num_workers), ("grad_accum", grad_accum)):
+        if not isinstance(value, int) or value < 1:
+            raise SFTDataError(f"{name} must be a positive integer, got {value!r}")
+    if batch_size % (num_workers * grad_accum):
+        raise SFTDataError(
+            f"batch_size={batch_size} is not divisible by num_workers * grad_accum = {num_workers} * {grad_accum} "
+            f"= {num_workers * grad_accum}: every worker must get the same number of examples in each of its "
+            f"grad_accum micro-batches (e.g. batch_size={num_workers * grad_accum * max(1, batch_size // (num_workers * grad_accum))})"
+        )
+
+
+def steps_per_epoch(n_examples: int, batch_size: int) -> int:
+    return n_examples // batch_size
+
+
+def epoch_plan(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
+               window_batches: int = WINDOW_BATCHES) -> list[list[int]]:
+    """The global batches of one epoch, as lists of example indices (see the module doc)."""
+    n = len(lengths)
+    rng = random.Random(seed * 1000 + epoch)
+    order = list(range(n))
+    rng.shuffle(order)
+    order = order[: steps_per_epoch(n, batch_size) * batch_size]
+    window = batch_size * window_batches
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start:start + window], key=lambda i: (lengths[i], i))
+        batches.extend(chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def worker_micro_batches(batch: Sequence[int], lengths: Sequence[int], rank: int, num_workers: int,
+                         grad_accum: int) -> list[list[int]]:
+    """Worker `rank`'s `grad_accum` micro-batches of one global batch."""
+    parts = num_workers * grad_accum
+    if len(batch) % parts:
+        raise SFTDataError(f"a global batch of {len(batch)} examples cannot be split in {parts} equal micro-batches")
+    size = len(batch) // parts
+    ordered = sorted(batch, key=lambda i: (lengths[i], i))
+    chunks = [ordered[k * size:(k + 1) * size] for k in range(parts)]
+    return [chunks[m * num_workers + rank] for m in range(grad_accum)]
+
+
+def collate(examples: Sequence[TokenizedExample], indices: Sequence[int], pad_id: int) -> dict:
+    """Right-padded tensors for a micro-batch: input_ids, attention_mask, labels (-100 off the answer tokens),
+    and `answer_start`, the first answer position over the batch (logits are only needed from there on)."""
+    import torch
+
+    rows = [examples[i] for i in indices]
+    width = max(r.n_tokens for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids = torch.tensor(r.input_ids, dtype=torch.long)
+        input_ids[b, :r.n_tokens] = ids
+        attention[b, :r.n_tokens] = 1
+        labels[b, r.n_prompt:r.n_tokens] = ids[r.n_prompt:]
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "labels": labels,
+        "answer_start": min(r.n_prompt for r in rows),
+        "tokens": sum(r.n_tokens for r in rows),
+        "answer_tokens": sum(r.n_answer for r in rows),
+    }
+
+
+def batch_ids_hash(ids: Sequence[str]) -> str:
+    """A short hash of a batch's example ids, in plan order (metrics rows carry it: no batch repeated or skipped)."""
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+
+
+def plan_fingerprint(examples: Sequence[TokenizedExample], batch_size: int, seed: int) -> str:
+    """Identifies the data plan: a checkpoint can only be resumed with the same examples, batch size and seed."""
+    h = hashlib.sha256(json.dumps({"batch_size": batch_size, "seed": seed, "window": WINDOW_BATCHES}).encode())
+    for ex in examples:
+        h.update(f"{ex.id}\t{ex.n_tokens}\t{ex.n_prompt}\n".encode())
+    return h.hexdigest()[:16]
