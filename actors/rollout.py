@@ -1,0 +1,122 @@
+"""Rollout workers: an `Engine` that turns examples into scored groups of completions for the learner.
+
+`RolloutWorker` is a plain class (usable and testable without Ray); `make_rollout_workers` starts N of them as
+Ray actors with `max_restarts=-1`, so Ray restarts a worker whose process dies. A restarted worker starts from
+the base weights at version 0 (its `__init__` runs again): the driver compares `version()` with the learner's
+and pushes the weights again before using it.
+
+A rollout: render each example's conversation with the one prompt function -> sample n completions per prompt
+(one request per prompt, prompt prefilled once) -> reward every completion with `data.reward.reward_from_text`
+against the gold categories -> GRPO advantages per group (`learner.losses.group_advantages`) -> one
+`learner.actor.Group` per example. Groups whose rewards are all equal (advantage 0 everywhere) are returned
+too: the driver drops them and counts them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from actors.engine import Engine, EngineConfig
+
+
+@dataclass
+class RolloutConfig:
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    n: int = 8  # samples per prompt (the GRPO group size)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 48
+    num_workers: int = 1
+    cpus_per_worker: int = 1
+    use_gpu: bool = False
+    normalize_std: bool = True  # GRPO (divide by the group's std) vs Dr. GRPO (mean-centred only)
+
+
+def _as_dict(example) -> dict:
+    if isinstance(example, dict):
+        return example
+    if hasattr(example, "to_dict"):  # data.schema.Example
+        return example.to_dict()
+    raise TypeError(f"an example must be a dict (id, conversation, categories) or an Example, got {type(example)}")
+
+
+class RolloutWorker:
+    def __init__(self, cfg: RolloutConfig | None = None):
+        self.cfg = cfg or RolloutConfig()
+        self.engine = Engine(self.cfg.engine)
+
+    def ready(self) -> bool:
+        return True
+
+    def version(self) -> int:
+        return self.engine.version
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def rollout(self, examples: list, n: int | None = None) -> list:
+        from data.parser import parse_answer
+        from data.reward import reward_from_text
+        from learner.actor import Group
+        from learner.losses import group_advantages
+
+        n = n or self.cfg.n
+        examples = [_as_dict(ex) for ex in examples]
+        if not examples:
+            return []
+        for ex in examples:
+            missing = [k for k in ("id", "conversation", "categories") if k not in ex]
+            if missing:
+                raise ValueError(f"example {ex.get('id', '?')!r} lacks {', '.join(missing)}")
+        start = time.perf_counter()
+        prompts = self.engine.render([ex["conversation"] for ex in examples])
+        sampled = self.engine.sample(prompts, n, temperature=self.cfg.temperature, top_p=self.cfg.top_p,
+                                     max_tokens=self.cfg.max_tokens)
+        seconds = time.perf_counter() - start
+        groups = []
+        for ex, samples in zip(examples, sampled):
+            breakdowns = [reward_from_text(s.text, ex["categories"]) for s in samples]
+            rewards = [b.total for b in breakdowns]
+            advantages = group_advantages(rewards, len(samples), normalize_std=self.cfg.normalize_std).tolist()
+            versions = {s.version for s in samples}
+            if len(versions) != 1:  # cannot happen: a request is sampled under one weight version
+                raise RuntimeError(f"samples of one prompt carry versions {sorted(versions)}")
+            groups.append(Group(
+                prompt_ids=list(samples[0].prompt_token_ids),
+                completion_ids=[list(s.token_ids) for s in samples],
+                sampler_logprobs=[list(s.logprobs) for s in samples],
+                advantages=advantages,
+                policy_version=samples[0].version,
+                meta={
+                    "id": ex["id"],
+                    "rewards": rewards,
+                    "reward_components": [b.as_dict() for b in breakdowns],
+                    "texts": [s.text for s in samples],
+                    "parsed": [parse_answer(s.text).labels for s in samples],
+                    "finish_reasons": [s.finish_reason for s in samples],
+                    "sample_seconds": seconds,
+                },
+            ))
+        return groups
+
+    def update_weights(self, version: int, tensors: dict, lora_config) -> float:
+        """Load the learner's LoRA tensors as `version`; returns the seconds the push took in the engine."""
+        return self.engine.load_weights(version, tensors, lora_config)
+
+    def probe(self, prompt_ids: list[int], completion_ids: list[int]) -> list[float]:
+        """The engine's logprobs of a completion (to check a weight push against the learner)."""
+        return self.engine.score(prompt_ids, completion_ids)
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()
+
+
+def make_rollout_workers(cfg: RolloutConfig) -> list:
+    """`cfg.num_workers` RolloutWorker Ray actors (restarted by Ray if their process dies)."""
+    import ray
+
+    actor_cls = ray.remote(RolloutWorker).options(
+        num_cpus=cfg.cpus_per_worker, num_gpus=1 if cfg.use_gpu else 0, max_restarts=-1)
+    return [actor_cls.remote(cfg) for _ in range(cfg.num_workers)]
