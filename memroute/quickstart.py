@@ -42,8 +42,9 @@ def run(args) -> int:
     train, test = read_examples(TRAIN_PATH), read_examples(TEST_PATH)
     print(f"[2/3] embedded data: {len(train)} train / {len(test)} test conversations, valid")
     rows = []
+    print("[3/3] evaluating on the embedded test split")
     for name, backend in (("majority baseline", "majority"), (f"{args.model} zero-shot", "hf")):
-        print(f"[3/3] evaluating {name} ...")
+        print(f"      {name} ...")
         m = run_eval(EvalConfig(model=args.model, backend=backend, out=str(out / backend), limit=args.limit))
         rows.append(f"| {name} | {m['mean_f1']:.3f} | {m['exact_match']:.3f} | {m['parse_failure_rate']:.3f} "
                     f"| {m['mean_reward']:.3f} | {out / backend} |")
