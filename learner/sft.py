@@ -51,7 +51,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from data.atomic import write_jsonl_atomic, write_text_atomic
+from data.atomic import write_text_atomic
 from learner.config import SFTConfig
 from learner.sft_data import (
     SFTDataError,
@@ -65,6 +65,7 @@ from learner.sft_data import (
     steps_per_epoch,
     worker_micro_batches,
 )
+from learner.tracking import RunTracker, read_metrics  # noqa: F401 - read_metrics: re-exported for callers
 from memroute.config import ConfigError, dump_config
 
 log = logging.getLogger(__name__)
@@ -283,29 +284,6 @@ def _atomic_local_upload(checkpoint, checkpoint_dir_name: str):
     return ray.train.Checkpoint(path=str(final))
 
 
-# --- metrics file ---------------------------------------------------------------------------------------------
-
-
-def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The rows of a metrics.jsonl (a torn last line, from a kill, is skipped)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue
-    return rows
-
-
-def truncate_metrics(path: Path, last_step: int) -> None:
-    """Keep the rows up to `last_step` (the step of the checkpoint a run resumes from)."""
-    if path.exists():
-        write_jsonl_atomic(path, [r for r in read_metrics(path) if r.get("step", 0) <= last_step])
-
-
 # --- the training step (shared by the Ray Train loop and the bare benchmark loop) ----------------------------
 
 
@@ -382,59 +360,6 @@ def peak_rss_mb() -> float:
 # --- the Ray Train worker loop --------------------------------------------------------------------------------
 
 
-class _Observer:
-    """Rank 0's outputs: metrics.jsonl, TensorBoard, Ray metrics gauges, a progress bar."""
-
-    def __init__(self, cfg: SFTConfig, run_dir: Path, start_step: int, steps: int):
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.cfg = cfg
-        self.metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
-        self.tb = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=start_step + 1)
-        self.gauges = {}
-        try:
-            from ray.util.metrics import Gauge
-
-            self.gauges = {k: Gauge(f"memroute_sft_{k}", description=f"SFT {k.replace('_', ' ')}", tag_keys=("run",))
-                           for k in GAUGES}
-        except Exception as e:  # noqa: BLE001 - metrics are best effort (e.g. no metrics agent)
-            log.warning("Ray metrics gauges unavailable: %s", e)
-        self.tags = {"run": run_dir.name}
-        self.bar = None
-        try:
-            from ray.experimental.tqdm_ray import tqdm
-
-            self.bar = tqdm(desc=f"sft {run_dir.name}", total=steps, unit="step")
-            self.bar.update(start_step)
-        except Exception as e:  # noqa: BLE001
-            log.warning("no progress bar: %s", e)
-
-    def step(self, row: dict) -> None:
-        self.metrics.write(json.dumps(row) + "\n")
-        self.metrics.flush()
-        step = row["step"]
-        if step % self.cfg.log_every == 0:
-            for key in ("loss", "lr", "grad_norm", "tokens", "tokens_per_s"):
-                self.tb.add_scalar(f"sft/{key}", row[key], step)
-            for key, gauge in self.gauges.items():
-                gauge.set(float(row[key]), tags=self.tags)
-        if self.bar is not None:
-            self.bar.set_description(f"sft loss {row['loss']:.4f}")
-            self.bar.update(1)
-
-    def sync(self) -> None:
-        self.metrics.flush()
-        os.fsync(self.metrics.fileno())
-        self.tb.flush()
-
-    def close(self) -> None:
-        self.sync()
-        self.metrics.close()
-        self.tb.close()
-        if self.bar is not None:
-            self.bar.close()
-
-
 def _train_loop(config: dict) -> dict:
     import torch
     import torch.distributed as dist
@@ -488,7 +413,9 @@ def _train_loop(config: dict) -> dict:
     pad_id = config["pad_id"]
     lengths = [ex.n_tokens for ex in examples]
     per_epoch = steps_per_epoch(len(examples), cfg.batch_size)
-    observer = _Observer(cfg, run_dir, start, steps) if rank == 0 else None
+    # rank 0 writes the run's figures; the Ray progress bar because this runs inside a Ray Train worker
+    observer = RunTracker(run_dir, "sft", GAUGES, start_step=start, total_steps=steps, bar="ray",
+                          log_every=cfg.log_every) if rank == 0 else None
     upload_fn = _atomic_local_upload if config["local_storage"] else None
 
     def checkpoint(step: int, last_row: dict | None) -> None:
@@ -611,7 +538,6 @@ def train_sft(cfg: SFTConfig) -> dict:
                                   f"(max_steps / epochs)")
         log.info("resuming %s from %s (step %d of %d)", run_dir, resume, start, steps)
     run_dir.mkdir(parents=True, exist_ok=True)
-    truncate_metrics(run_dir / "metrics.jsonl", start)
     write_text_atomic(run_dir / "config.yaml", dump_config(cfg))
 
     ensure_ray()
