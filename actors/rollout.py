@@ -31,6 +31,8 @@ class RolloutConfig:
     num_workers: int = 1
     cpus_per_worker: int = 1
     use_gpu: bool = False
+    reward: str = "routing"  # routing: data.reward | toy_low_ids: share of token ids in the lower half of the
+    # vocabulary, a dense and trivially learnable signal for checking that the loop learns at all
     normalize_std: bool = True  # GRPO (divide by the group's std) vs Dr. GRPO (mean-centred only)
 
 
@@ -77,7 +79,7 @@ class RolloutWorker:
         seconds = time.perf_counter() - start
         groups = []
         for ex, samples in zip(examples, sampled):
-            breakdowns = [reward_from_text(s.text, ex["categories"]) for s in samples]
+            breakdowns = [self._reward(s, ex["categories"], reward_from_text) for s in samples]
             rewards = [b.total for b in breakdowns]
             advantages = group_advantages(rewards, len(samples), normalize_std=self.cfg.normalize_std).tolist()
             versions = {s.version for s in samples}
@@ -101,6 +103,23 @@ class RolloutWorker:
             ))
         return groups
 
+    def _reward(self, sample, gold, reward_from_text):
+        from data.reward import RewardBreakdown
+
+        if self.cfg.reward == "routing":
+            return reward_from_text(sample.text, gold)
+        if self.cfg.reward == "toy_low_ids":
+            half = len(self.engine.tokenizer) // 2
+            share = sum(t < half for t in sample.token_ids) / max(len(sample.token_ids), 1)
+            return RewardBreakdown(share, 0.0, 0.0, 0.0, 0.0, True, 0)
+        raise ValueError(f"unknown reward {self.cfg.reward!r}: use routing or toy_low_ids")
+
+    def greedy(self, examples: list, max_tokens: int | None = None) -> list[str]:
+        """Greedy answers for evaluation, under the current weights."""
+        examples = [_as_dict(ex) for ex in examples]
+        prompts = self.engine.render([ex["conversation"] for ex in examples])
+        return [s.text for s in self.engine.greedy(prompts, max_tokens=max_tokens or self.cfg.max_tokens)]
+
     def update_weights(self, version: int, tensors: dict, lora_config) -> float:
         """Load the learner's LoRA tensors as `version`; returns the seconds the push took in the engine."""
         return self.engine.load_weights(version, tensors, lora_config)
@@ -113,10 +132,12 @@ class RolloutWorker:
         self.engine.shutdown()
 
 
-def make_rollout_workers(cfg: RolloutConfig) -> list:
-    """`cfg.num_workers` RolloutWorker Ray actors (restarted by Ray if their process dies)."""
+def make_rollout_workers(cfg: RolloutConfig, name: str | None = None) -> list:
+    """`cfg.num_workers` RolloutWorker Ray actors (restarted by Ray if their process dies). With `name`, worker i
+    is the named actor `<name>-<i>` (how it shows in the dashboard; `ray.get_actor` finds it)."""
     import ray
 
-    actor_cls = ray.remote(RolloutWorker).options(
-        num_cpus=cfg.cpus_per_worker, num_gpus=1 if cfg.use_gpu else 0, max_restarts=-1)
-    return [actor_cls.remote(cfg) for _ in range(cfg.num_workers)]
+    actor_cls = ray.remote(RolloutWorker)
+    options = dict(num_cpus=cfg.cpus_per_worker, num_gpus=1 if cfg.use_gpu else 0, max_restarts=-1)
+    return [actor_cls.options(**options, name=f"{name}-{i}" if name else None).remote(cfg)
+            for i in range(cfg.num_workers)]

@@ -312,3 +312,9 @@ class LearnerGroup:
         import ray
 
         return ray.get(self.actors[0].export_adapter.remote(path))
+
+    def shutdown(self) -> None:
+        import ray
+
+        for a in self.actors:
+            ray.kill(a)

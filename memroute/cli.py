@@ -14,6 +14,7 @@ COMMANDS = {
     "data": ("data.cli", "validate, describe, convert and score datasets and predictions"),
     "eval": ("actors.evaluate", "route a dataset with a model and score it"),
     "sft": ("learner.sft", "LoRA supervised fine-tuning on Ray Train"),
+    "rl": ("learner.rl", "RL: vLLM rollout workers, importance-sampled LoRA updates, verified weight pushes"),
 }
 
 
