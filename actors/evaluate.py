@@ -1,7 +1,11 @@
 """`memroute eval`: batched greedy routing of a dataset, scored with the foundation's metrics.
 
-Writes into `--out`: predictions.jsonl, metrics.json and metrics.md (all atomic). Backends: `hf` (transformers
-generate) and `majority` (the training set's most common label set, no model).
+Writes into `--out`: predictions.jsonl, metrics.json and metrics.md (all atomic). Backends:
+- `vllm` (default): the rollout workers' vLLM engine in this process, greedy, batched by vLLM's scheduler;
+- `ray-data`: the same engine as Ray Data batch inference over Parquet shards (`map_batches`, `--concurrency`
+  engine actors; a JSONL dataset is converted to one Parquet shard first), for a cluster;
+- `hf`: transformers `generate` (no vLLM needed; slower);
+- `majority`: the training set's most common label set, no model.
 """
 
 from __future__ import annotations
@@ -28,12 +32,48 @@ class EvalConfig:
     adapter: str | None = None  # LoRA adapter folder
     data: str = str(TEST_PATH)
     out: str = "runs/eval"
-    backend: str = "hf"  # hf | majority
+    backend: str = "vllm"  # vllm | ray-data | hf | majority
     train: str = str(TRAIN_PATH)  # the majority baseline's training set
     batch_size: int = 8
     max_new_tokens: int = 48
     dtype: str = "auto"
     limit: int | None = None  # score only the first N examples (smoke runs)
+    kv_cache_gib: float = 2.0  # vllm / ray-data on CPU: each engine's KV cache
+    concurrency: int = 1  # ray-data: engine actors
+    use_gpu: bool = False  # ray-data: one GPU per engine actor
+
+
+BACKENDS = ("vllm", "ray-data", "hf", "majority")
+
+
+def engine_config(cfg: EvalConfig):
+    from actors.engine import EngineConfig
+
+    # no LoRA layers: an adapter is merged into the weights (actors/engine.py: faster on CPU, exact)
+    return EngineConfig(model=cfg.model, dtype=cfg.dtype, kv_cache_gib=cfg.kv_cache_gib, enable_lora=False,
+                        max_num_seqs=max(cfg.batch_size, 16))
+
+
+def predict_with_engine(cfg: EvalConfig, examples) -> list[Prediction]:
+    from actors import batch_route
+
+    batch_route.check_adapter(cfg.adapter)
+    if cfg.backend == "vllm":
+        texts = batch_route.route_local(engine_config(cfg), cfg.adapter, [ex.conversation for ex in examples],
+                                        max_tokens=cfg.max_new_tokens)
+    else:
+        import tempfile
+
+        from data.schema import write_examples
+
+        with tempfile.TemporaryDirectory(prefix="memroute-eval-") as tmp:
+            shards = cfg.data if Path(cfg.data).suffix == ".parquet" and not cfg.limit else \
+                str(write_examples(Path(tmp) / "shard-0.parquet", examples))
+            by_id = batch_route.route_ray_data(engine_config(cfg), cfg.adapter, shards, cfg.max_new_tokens,
+                                               concurrency=cfg.concurrency, use_gpu=cfg.use_gpu)
+        texts = [by_id[ex.id] for ex in examples]
+    name = cfg.model + (f"+{cfg.adapter}" if cfg.adapter else "")
+    return [Prediction(ex.id, parse_answer(t).labels, raw=t, model=name) for ex, t in zip(examples, texts)]
 
 
 def predict_with_model(cfg: EvalConfig, examples) -> list[Prediction]:
@@ -61,8 +101,10 @@ def run_eval(cfg: EvalConfig) -> dict:
         predictions = majority_predictions(read_examples(cfg.train), examples)
     elif cfg.backend == "hf":
         predictions = predict_with_model(cfg, examples)
+    elif cfg.backend in ("vllm", "ray-data"):
+        predictions = predict_with_engine(cfg, examples)
     else:
-        raise ValueError(f"unknown eval backend {cfg.backend!r}: use hf or majority")
+        raise ValueError(f"unknown eval backend {cfg.backend!r}: use one of {', '.join(BACKENDS)}")
     elapsed = time.perf_counter() - start
     metrics = compute_metrics(align(predictions, examples))
     metrics["config"] = asdict(cfg)
@@ -83,12 +125,15 @@ def parse_args(argv=None) -> EvalConfig:
     p.add_argument("--adapter", default=None)
     p.add_argument("--data", default=defaults.data, help="JSONL or Parquet examples (default: embedded test)")
     p.add_argument("--out", default=defaults.out)
-    p.add_argument("--backend", default=defaults.backend, choices=["hf", "majority"])
+    p.add_argument("--backend", default=defaults.backend, choices=BACKENDS)
     p.add_argument("--train", default=defaults.train, help="training set for the majority baseline")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
     p.add_argument("--dtype", default=defaults.dtype)
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--kv-cache-gib", type=float, default=defaults.kv_cache_gib, help="vllm/ray-data on CPU")
+    p.add_argument("--concurrency", type=int, default=defaults.concurrency, help="ray-data: engine actors")
+    p.add_argument("--use-gpu", action="store_true", help="ray-data: one GPU per engine actor")
     return EvalConfig(**{k.replace("-", "_"): v for k, v in vars(p.parse_args(argv)).items()})
 
 
