@@ -16,10 +16,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from data.atomic import write_json_atomic, write_text_atomic
 from data.baselines import majority_predictions
 from data.embedded import TEST_PATH, TRAIN_PATH
-from data.metrics import Prediction, align, compute_metrics, metrics_table, write_predictions
+from data.metrics import Prediction, align, compute_metrics, metrics_table, write_eval_outputs
 from data.parser import parse_answer
 from data.prompt import render_prompt
 from data.schema import read_examples
@@ -109,11 +108,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     metrics = compute_metrics(align(predictions, examples))
     metrics["config"] = asdict(cfg)
     metrics["seconds"] = elapsed
-    out = Path(cfg.out)
-    write_predictions(out / "predictions.jsonl", predictions)
-    write_json_atomic(out / "metrics.json", metrics)
-    title = f"{predictions[0].model} on {Path(cfg.data).name}"
-    write_text_atomic(out / "metrics.md", metrics_table(metrics, title))
+    write_eval_outputs(cfg.out, predictions, metrics, f"{predictions[0].model} on {Path(cfg.data).name}")
     return metrics
 
 

@@ -178,3 +178,13 @@ def metrics_table(metrics: dict, title: str = "") -> str:
     for label, m in metrics["per_category"].items():
         lines.append(f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
     return "\n".join(lines).lstrip() + "\n"
+
+
+def write_eval_outputs(out: str | os.PathLike, predictions: Sequence[Prediction], metrics: dict, title: str) -> None:
+    """An evaluation's three files in `out`, each atomic: predictions.jsonl, metrics.json, metrics.md."""
+    from data.atomic import write_json_atomic, write_text_atomic
+
+    out = Path(out)
+    write_predictions(out / "predictions.jsonl", predictions)
+    write_json_atomic(out / "metrics.json", metrics)
+    write_text_atomic(out / "metrics.md", metrics_table(metrics, title))

@@ -15,6 +15,7 @@ COMMANDS = {
     "eval": ("actors.evaluate", "route a dataset with a model and score it"),
     "sft": ("learner.sft", "LoRA supervised fine-tuning on Ray Train"),
     "rl": ("learner.rl", "RL: vLLM rollout workers, importance-sampled LoRA updates, verified weight pushes"),
+    "teacher": ("data.teacher.cli", "generate and label conversations with the Cohere teacher; score it as a baseline"),
 }
 
 
