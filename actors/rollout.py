@@ -138,6 +138,9 @@ def make_rollout_workers(cfg: RolloutConfig, name: str | None = None) -> list:
     import ray
 
     actor_cls = ray.remote(RolloutWorker)
-    options = dict(num_cpus=cfg.cpus_per_worker, num_gpus=1 if cfg.use_gpu else 0, max_restarts=-1)
+    # on GPUs a worker holds its engine's whole tensor-parallel group (vLLM's multiprocessing executor then
+    # spreads the shards over the GPUs Ray made visible to the actor)
+    gpus = cfg.engine.tensor_parallel_size if cfg.use_gpu else 0
+    options = dict(num_cpus=cfg.cpus_per_worker, num_gpus=gpus, max_restarts=-1)
     return [actor_cls.options(**options, name=f"{name}-{i}" if name else None).remote(cfg)
             for i in range(cfg.num_workers)]

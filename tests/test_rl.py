@@ -135,3 +135,11 @@ def test_off_policy_samples_the_next_step_during_the_update(ray_local, tmp_path)
     for prev, row in zip(rows0, rows0[1:]):
         if prev["kept_groups"]:
             assert row["dropped_stale"] == row["groups"] and row["kept_groups"] == 0
+
+
+def test_rl_configs_load():
+    cpu = load_config(RLConfig, REPO / "configs" / "cpu_rl.yaml")
+    assert cpu.learner.model.name == "smollm2-135m" and not cpu.rollout.use_gpu and cpu.rollout.reward == "routing"
+    gpu = load_config(RLConfig, REPO / "configs" / "gpu_llama8b_rl.yaml")
+    assert gpu.learner.model.name == gpu.rollout.engine.model == "meta-llama/Llama-3.1-8B-Instruct"
+    assert (gpu.learner.lora.rank, gpu.mode, gpu.learner.use_gpu, gpu.rollout.use_gpu) == (32, "off_policy", True, True)
