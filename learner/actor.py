@@ -199,8 +199,10 @@ class Learner:
 
         return self.version, lora_state(self.policy)
 
-    def save_checkpoint(self, path: str) -> str:
-        """Adapter + optimizer + scheduler + counters, written to a temp dir and renamed into place."""
+    def save_checkpoint(self, path: str, extra: dict | None = None) -> str:
+        """Adapter + optimizer + scheduler + counters (+ the caller's `extra` fields, e.g. the RL loop's own step,
+        which differs from the update count when a step had nothing to learn from), written to a temp dir and
+        renamed into place."""
         import torch
 
         target = Path(path)
@@ -210,7 +212,7 @@ class Learner:
         self.policy.save_pretrained(tmp / "adapter")
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
                    tmp / "optim.pt")
-        write_json_atomic(tmp / "state.json", {"version": self.version, "step": self.step})
+        write_json_atomic(tmp / "state.json", {**(extra or {}), "version": self.version, "step": self.step})
         replace_dir(tmp, target)
         return str(target)
 
@@ -298,10 +300,10 @@ class LearnerGroup:
 
         return ray.get(self.actors[0].get_weights.remote())
 
-    def save_checkpoint(self, path: str) -> str:
+    def save_checkpoint(self, path: str, extra: dict | None = None) -> str:
         import ray
 
-        return ray.get(self.actors[0].save_checkpoint.remote(path))  # ranks hold identical weights
+        return ray.get(self.actors[0].save_checkpoint.remote(path, extra))  # ranks hold identical weights
 
     def load_checkpoint(self, path: str) -> dict:
         import ray

@@ -250,7 +250,8 @@ def train_rl(cfg: RLConfig) -> dict:
     learner = LearnerGroup(cfg.learner)
     rollouts = None
     try:
-        start_step = learner.load_checkpoint(str(ckpt))["step"] if (ckpt / "state.json").exists() else 0
+        # the loop's step, not the learner's update count: a step whose groups were all dropped made no update
+        start_step = learner.load_checkpoint(str(ckpt))["rl_step"] if (ckpt / "state.json").exists() else 0
         rollouts = Rollouts(cfg.rollout, cfg.max_retries, name=f"rl-{run.name}-rollout")
         result = _loop(cfg, run, ckpt, start_step, train, held_out, learner, rollouts)
     finally:  # the actors die with this driver anyway; freeing them now lets the next run in this process start
@@ -314,13 +315,19 @@ def _loop(cfg: RLConfig, run: Path, ckpt: Path, start_step: int, train, held_out
             tracker.step(row)
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
                 tracker.sync()
-                learner.save_checkpoint(str(ckpt))
+                learner.save_checkpoint(str(ckpt), extra={"rl_step": step + 1})
                 last_saved = step + 1
         final = evaluate(rollouts, held_out, cfg.eval_limit)
         write_json_atomic(run / "eval_metrics.json", final)
     finally:
         tracker.close()
     learner.export_adapter(str(run / "adapter"))
+    try:  # PNG curves next to the metrics; a plotting problem never fails a finished run
+        from memroute.plot import plot_run
+
+        plot_run(run)
+    except Exception as e:  # noqa: BLE001
+        log.warning("no plots for %s: %s", run, e)
     return {"run_dir": str(run), "adapter": str(run / "adapter"), "last": row, "eval": final}
 
 

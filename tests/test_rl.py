@@ -81,7 +81,7 @@ def test_a_killed_driver_and_a_killed_rollout_worker_lose_and_repeat_nothing(ray
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-    assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] in (2, 3)
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["rl_step"] in (2, 3)
 
     # 2. the same command again resumes from the checkpoint; meanwhile its rollout worker's process is SIGKILLed
     killed = {}
@@ -110,7 +110,8 @@ def test_a_killed_driver_and_a_killed_rollout_worker_lose_and_repeat_nothing(ray
     for key in ("reward", "f1", "parse_failure_rate", "loss", "kl", "mean_ratio", "grad_norm", "rollout_seconds",
                 "update_seconds", "tokens_per_s"):
         assert all(isinstance(r.get(key), (int, float)) for r in updated), key
-    assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 8
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    assert state["rl_step"] == 8 and state["step"] == len(updated)  # loop steps vs learner updates
     assert (run / "adapter" / "adapter_config.json").exists() and out["eval"]["n"] == 4
     assert (run / "eval_metrics.json").exists() and list((run / "tb").iterdir())
 
