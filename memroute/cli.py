@@ -14,8 +14,11 @@ COMMANDS = {
     "data": ("data.cli", "validate, describe, convert and score datasets and predictions"),
     "eval": ("actors.evaluate", "route a dataset with a model and score it"),
     "sft": ("learner.sft", "LoRA supervised fine-tuning on Ray Train"),
-    "rl": ("learner.rl", "RL: vLLM rollout workers, importance-sampled LoRA updates, verified weight pushes"),
+    "serve": ("serve.app", "the Ray Serve routing endpoint"),
     "teacher": ("data.teacher.cli", "generate and label conversations with the Cohere teacher; score it as a baseline"),
+    "rl": ("learner.rl", "RL: vLLM rollout workers, importance-sampled LoRA updates, verified weight pushes"),
+    "plot": ("memroute.plot", "PNG plots of a run's metrics (reward, F1, KL, throughput; SFT loss)"),
+    "cluster": ("memroute.cluster", "a local Ray cluster: start the head, train as Ray jobs, serve, print URLs"),
 }
 
 

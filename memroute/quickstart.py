@@ -1,18 +1,28 @@
 """`memroute quickstart`: the main job on the embedded default, end to end on one CPU machine.
 
-Today it provisions the default model, checks the embedded dataset, and scores the zero-shot model and the
-majority baseline on the embedded test split. SFT, RL and serving join it as those stages land.
+1. provision the default model and check the embedded dataset;
+2. SFT (configs/cpu_sft.yaml) on the embedded train split, on Ray Train;
+3. a short RL run (configs/cpu_rl.yaml) from the SFT adapter: vLLM rollout workers, learner, verified pushes;
+4. evaluate on the embedded test split (the vLLM engine): majority baseline, zero-shot, SFT, SFT+RL;
+5. plots of the training curves, then the Ray Serve endpoint with the RL adapter (`--no-serve` to skip),
+   running until Ctrl-C.
+
+Every stage resumes: re-running the command continues SFT and RL from their checkpoints and skips what is done.
+`key=value` overrides go to both training configs' shared fields via `--sft` / `--rl` (e.g. `--rl steps=4`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 from data.atomic import write_text_atomic
 from data.embedded import TEST_PATH, TRAIN_PATH
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None) -> int:
@@ -21,37 +31,113 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--out", default="runs/quickstart")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N test conversations")
+    p.add_argument("--sft", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of configs/cpu_sft.yaml")
+    p.add_argument("--rl", nargs="*", default=["steps=8"], metavar="KEY=VALUE",
+                   help="overrides of configs/cpu_rl.yaml (default: steps=8)")
+    p.add_argument("--no-serve", action="store_true", help="stop after evaluation and plots")
+    p.add_argument("--port", type=int, default=8000)
     args = p.parse_args(argv)
     from learner.models import ModelError  # cheap: torch loads only when a model does
+    from memroute.config import ConfigError
 
     try:
         return run(args)
-    except (FileNotFoundError, ValueError, ModelError) as e:
+    except (FileNotFoundError, ValueError, ModelError, ConfigError) as e:
         print(f"memroute quickstart: error: {e}", file=sys.stderr)
         return 2
 
 
+def stage(n: int, text: str) -> None:
+    print(f"\n[{n}/5] {text}", flush=True)
+
+
 def run(args) -> int:
+    import ray
+
     from actors.evaluate import EvalConfig, run_eval
     from data.schema import read_examples
+    from learner.config import SFTConfig
     from learner.models import resolve_model
+    from learner.rl import RLConfig, train_rl
+    from learner.sft import train_sft
+    from memroute.config import load_config
 
     start = time.perf_counter()
     out = Path(args.out)
-    print(f"[1/3] model: {resolve_model(args.model)}")
+    stage(1, f"model {resolve_model(args.model)}")
     train, test = read_examples(TRAIN_PATH), read_examples(TEST_PATH)
-    print(f"[2/3] embedded data: {len(train)} train / {len(test)} test conversations, valid")
-    rows = []
-    print("[3/3] evaluating on the embedded test split")
-    for name, backend in (("majority baseline", "majority"), (f"{args.model} zero-shot", "hf")):
-        print(f"      {name} ...")
-        m = run_eval(EvalConfig(model=args.model, backend=backend, out=str(out / backend), limit=args.limit))
+    print(f"      embedded data: {len(train)} train / {len(test)} test conversations, valid")
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False)
+
+    stage(2, "SFT on the embedded train split (Ray Train)")
+    sft_cfg = load_config(SFTConfig, REPO / "configs" / "cpu_sft.yaml",
+                          [f"model.name={args.model}", f"run_dir={out / 'sft'}", *args.sft])
+    sft = train_sft(sft_cfg)
+    print(f"      adapter {sft['adapter']}")
+
+    stage(3, "RL from the SFT adapter (vLLM rollout workers + learner)")
+    rl_cfg = load_config(RLConfig, REPO / "configs" / "cpu_rl.yaml",
+                         [f"learner.model.name={args.model}", f"rollout.engine.model={args.model}",
+                          f"learner.adapter={sft['adapter']}", f"run_dir={out / 'rl'}", "eval_limit=8", *args.rl])
+    rl = train_rl(rl_cfg)
+    print(f"      adapter {rl['adapter']}")
+
+    stage(4, "evaluation on the embedded test split (vLLM engine)")
+    systems = [("majority baseline", "majority", None), (f"{args.model} zero-shot", "vllm", None),
+               ("SFT", "vllm", sft["adapter"]), ("SFT + RL", "vllm", rl["adapter"])]
+    rows, results = [], {}
+    for i, (name, backend, adapter) in enumerate(systems):
+        folder = out / "eval" / f"{i}-{backend}"
+        m = run_eval(EvalConfig(model=args.model, backend=backend, adapter=adapter, out=str(folder), limit=args.limit))
+        results[name] = {k: m[k] for k in ("mean_f1", "exact_match", "parse_failure_rate", "mean_reward")}
         rows.append(f"| {name} | {m['mean_f1']:.3f} | {m['exact_match']:.3f} | {m['parse_failure_rate']:.3f} "
-                    f"| {m['mean_reward']:.3f} | {out / backend} |")
+                    f"| {m['mean_reward']:.3f} | {folder} |")
+        print(f"      {name}: mean F1 {m['mean_f1']:.3f}, exact {m['exact_match']:.3f}")
     summary = "\n".join(["| system | mean F1 | exact | parse failures | mean reward | results |",
                          "|---|---|---|---|---|---|", *rows])
     write_text_atomic(out / "summary.md", summary + "\n")
-    print(f"\n{summary}\n\nfinished in {time.perf_counter() - start:.0f}s; summary at {out / 'summary.md'}")
+    write_text_atomic(out / "summary.json", json.dumps(results, indent=2) + "\n")
+
+    stage(5, "plots" + ("" if args.no_serve else " and the Serve endpoint"))
+    plots = _plots([out / "sft", out / "rl"])
+    print(f"\n{summary}\n")
+    for p in plots:
+        print(f"plot: {p}")
+    print(f"finished training and evaluation in {time.perf_counter() - start:.0f}s; summary at {out / 'summary.md'}")
+    if args.no_serve:
+        return 0
+    return _serve(rl["adapter"], args.port)
+
+
+def _plots(run_dirs) -> list[Path]:
+    try:
+        from memroute.plot import plot_run
+    except ImportError:  # plotting is optional: the numbers are in summary.md and metrics.jsonl
+        return []
+    paths: list[Path] = []
+    for run_dir in run_dirs:
+        paths.extend(Path(p) for p in plot_run(run_dir))
+    return paths
+
+
+def _serve(adapter: str, port: int) -> int:
+    from serve.app import deploy
+    from serve.config import ServeConfig
+
+    url = deploy(ServeConfig(checkpoint=adapter, port=port))
+    print(f"\nServe endpoint: {url}  (Ctrl-C stops it)\n"
+          f"  curl -s {url}/route -H 'Content-Type: application/json' "
+          "-d '{\"conversation\": [{\"role\": \"user\", \"content\": \"Our brand voice is warm and plain.\"}]}'\n"
+          f"  python -c \"from serve.client import RouterClient; print(RouterClient('{url}').route("
+          "[{'role': 'user', 'content': 'I prefer bullet points.'}]))\"")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        from ray import serve
+
+        serve.shutdown()
     return 0
 
 

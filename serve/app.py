@@ -1,0 +1,189 @@
+"""The Serve application: ingress -> model deployment, and the ways to start it.
+
+    memroute serve [--config F] [--checkpoint X] [--host H] [--port P] [key=value ...]   # = python -m serve.app
+    memroute serve reload --checkpoint X [--version N]                                     # hot reload
+    serve run configs/serve.yaml  /  serve deploy configs/serve.yaml                      # Serve's own CLI
+
+Every path deploys the same graph from the same builder (`app_builder`, the `import_path` of configs/serve.yaml),
+as a Serve *config* (declaratively): that is what lets `serve.reload.publish` change the model's user_config in
+place later. `build_app(cfg)` returns the bound graph for callers that want `serve.run` themselves (such an
+app runs, but cannot be hot-reloaded: Serve gives apps deployed imperatively a new code version every time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from serve.auth import check_bind, key_digest, resolve_api_key
+from serve.config import ServeConfig, ServeConfigError, resolve_checkpoint
+
+IMPORT_PATH = "serve.app:app_builder"
+
+
+def build_app(cfg: ServeConfig | None = None, digest: str | None = None):
+    """The bound graph: RouterIngress(RouterModel). `digest` is the API key's SHA-256 (resolved from the config's
+    env variable / secret file when not given)."""
+    from serve.ingress import RouterIngress
+    from serve.model import RouterModel
+
+    cfg = cfg or ServeConfig()
+    digest = digest or key_digest(resolve_api_key(cfg))
+    check_bind(cfg.host, digest, cfg)
+    folder = resolve_checkpoint(cfg.checkpoint)  # fail here, naming the path, not later in a replica
+    scale = ({"autoscaling_config": cfg.autoscaling_config} if cfg.autoscaling_config
+             else {"num_replicas": cfg.num_replicas})
+    env = {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "MEMROUTE_CACHE_DIR") if k in os.environ}
+    env.update({k: str(v) for k, v in cfg.replica_env.items()})
+    model = RouterModel.options(
+        **scale, max_ongoing_requests=cfg.max_ongoing_requests,
+        user_config={"checkpoint": str(folder.resolve()) if folder else None, "version": cfg.version,
+                     "max_batch_size": cfg.max_batch_size, "batch_wait_timeout_s": cfg.batch_wait_timeout_s,
+                     "constrained": cfg.constrained},
+        ray_actor_options={"num_cpus": cfg.replica_cpus, "num_gpus": cfg.replica_gpus,
+                           "runtime_env": {"env_vars": env}},
+    ).bind(cfg.engine, cfg.max_tokens)
+    return RouterIngress.options(
+        num_replicas=cfg.ingress_replicas, max_ongoing_requests=cfg.ingress_max_ongoing_requests,
+        ray_actor_options={"num_cpus": cfg.ingress_cpus},
+    ).bind(model, cfg, digest)
+
+
+def config_from_args(args: dict) -> tuple[ServeConfig, str | None]:
+    """A ServeConfig from a Serve config file's `args:` (ServeConfig keys, plus `config`: a YAML file of them, and
+    `api_key_sha256`: the key's digest, which `memroute serve` passes so the key itself never leaves the driver)."""
+    from memroute.config import load_config
+
+    args = dict(args or {})
+    path = args.pop("config", None)
+    digest = args.pop("api_key_sha256", None)
+    # each top-level key as one override: YAML parses the JSON, nested sections stay whole
+    cfg = load_config(ServeConfig, path, [f"{k}={json.dumps(v)}" for k, v in args.items()])
+    return cfg, digest
+
+
+def app_builder(args: dict):
+    """Serve's application builder (`import_path: serve.app:app_builder`)."""
+    cfg, digest = config_from_args(args)
+    return build_app(cfg, digest)
+
+
+def app_config(cfg: ServeConfig, digest: str | None) -> dict:
+    """The Serve config of one app (a ServeApplicationSchema dict), as configs/serve.yaml would hold it."""
+    from dataclasses import asdict
+
+    args = asdict(cfg)
+    if args.get("checkpoint"):
+        args["checkpoint"] = str(Path(args["checkpoint"]).expanduser().resolve())  # replicas run elsewhere
+    if digest:
+        args["api_key_sha256"] = digest
+    return {"name": cfg.app_name, "route_prefix": cfg.route_prefix, "import_path": IMPORT_PATH, "args": args}
+
+
+def deploy(cfg: ServeConfig, wait_s: float = 900.0) -> str:
+    """Deploy the app from its Serve config on the connected Ray cluster (started here if none); returns its URL.
+    Other declaratively deployed apps on the cluster are kept."""
+    import ray
+    from ray import serve
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    digest = key_digest(resolve_api_key(cfg))
+    check_bind(cfg.host, digest, cfg)
+    resolve_checkpoint(cfg.checkpoint)
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"))  # Ray's own auth settings (RAY_AUTH_MODE) apply as set
+    serve.start(http_options={"host": cfg.host, "port": cfg.port})
+    client = _get_global_client()
+    others = [a["deployed_app_config"] for name, a in client.get_serve_details().get("applications", {}).items()
+              if name != cfg.app_name and a.get("deployed_app_config")]
+    client.deploy_apps(ServeDeploySchema(applications=others + [app_config(cfg, digest)]))
+    wait_running(cfg.app_name, wait_s)
+    return f"http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}"
+
+
+def wait_running(app_name: str, wait_s: float) -> None:
+    from ray import serve
+
+    deadline = time.monotonic() + wait_s
+    status = None
+    while time.monotonic() < deadline:
+        app = serve.status().applications.get(app_name)
+        status = app.status if app else None
+        if status == "RUNNING":
+            return
+        if status == "DEPLOY_FAILED":
+            raise RuntimeError(f"Serve app {app_name!r} failed to deploy: {app.message}")
+        time.sleep(1)
+    raise TimeoutError(f"Serve app {app_name!r} not running after {wait_s:.0f} s (status {status})")
+
+
+# --- CLI -------------------------------------------------------------------------------------------------------
+
+
+def _parse(argv):
+    argv = list(argv)
+    if argv[:1] == ["reload"]:  # a sub-command by hand: argparse subparsers would swallow key=value overrides
+        p = argparse.ArgumentParser(prog="memroute serve reload",
+                                    description="Move every replica of a running app to a new adapter, in place.")
+        p.add_argument("--checkpoint", required=True, help="adapter folder or run dir ('none': the base model)")
+        p.add_argument("--version", type=int, help="the new version (default: current + 1)")
+        p.add_argument("--app", default="memroute")
+        return p.parse_args(argv[1:], argparse.Namespace(command="reload"))
+    p = argparse.ArgumentParser(prog="memroute serve", description="The Ray Serve routing endpoint "
+                                "(`memroute serve reload --help`: hot reload).")
+    p.add_argument("--config", help="YAML of ServeConfig keys (e.g. configs/serve_cpu.yaml)")
+    p.add_argument("--checkpoint", help="adapter folder or run dir (its newest adapter); default: the base model")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--detach", action="store_true", help="return once running (the app stays on the cluster)")
+    p.add_argument("overrides", nargs="*", help="key=value, e.g. engine.model=tiny num_replicas=2")
+    return p.parse_args(argv, argparse.Namespace(command="serve"))
+
+
+def main(argv=None) -> int:
+    from memroute.config import ConfigError, load_config
+
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.command == "reload":
+            import ray
+
+            from serve.reload import publish
+
+            ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False)
+            checkpoint = None if args.checkpoint.lower() == "none" else args.checkpoint
+            new = publish(checkpoint, args.version, args.app)
+            print(f"app {args.app!r} now serves version {new['version']} ({new['checkpoint'] or 'base model'})")
+            return 0
+        overrides = list(args.overrides)
+        overrides += [f"{k}={json.dumps(v)}" for k, v in
+                      (("checkpoint", args.checkpoint), ("host", args.host), ("port", args.port)) if v is not None]
+        cfg = load_config(ServeConfig, args.config, overrides)
+        if args.detach and not os.environ.get("RAY_ADDRESS"):
+            raise ServeConfigError("--detach needs a running cluster (RAY_ADDRESS): a Ray instance started here "
+                                   "ends with this command, and the app with it")
+        url = deploy(cfg)
+    except (ConfigError, ServeConfigError, FileNotFoundError, RuntimeError, TimeoutError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"memroute router on {url} (POST /route, /v1/chat/completions; GET /healthz, /version, /metrics)",
+          flush=True)
+    if args.detach:
+        return 0
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        from ray import serve
+
+        serve.delete(cfg.app_name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

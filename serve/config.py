@@ -1,0 +1,91 @@
+"""The serving config (`ServeConfig`) and where a checkpoint's adapter lives.
+
+Defaults run on this CPU machine: one replica of the default model on loopback, no adapter (the base model).
+A YAML file (`memroute serve --config ...`, or `args:` of a Serve config file, see configs/serve.yaml) and
+`key.sub=value` overrides change the rest, through `memroute.config.load_config` like every other config.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from actors.engine import EngineConfig
+
+
+class ServeConfigError(ValueError):
+    """A serving config that cannot run; the message names the key or file at fault."""
+
+
+@dataclass
+class ServeConfig:
+    # max_num_seqs 32: the largest batch one replica decodes at once (= model.max_batch_size below)
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(max_num_seqs=32))
+    checkpoint: str | None = None  # a peft adapter folder, or a run dir (its newest adapter); None = base model
+    version: int = 0  # the weight version reported with every answer (a reload moves it)
+    app_name: str = "memroute"
+    route_prefix: str = "/"
+    host: str = "127.0.0.1"  # beyond loopback only with an API key (see serve.auth)
+    port: int = 8000
+    api_key_env: str = "MEMROUTE_API_KEY"  # the bearer key's environment variable ...
+    api_key_file: str | None = None  # ... or a secret file (read first when set)
+    model_id: str = "memroute-router"  # the name /v1/models and chat completions answer to
+    max_request_conversations: int = 32  # conversations in one POST /route (more: 413)
+    max_conversation_tokens: int = 1536  # prompt tokens of one rendered conversation (more: 413)
+    max_tokens: int = 48  # answer tokens (13 labels fit in ~45)
+    constrained: bool = True  # vLLM structured outputs: answers can only be label lists (see serve.model)
+    # @serve.batch on the model replica: conversations of concurrent requests decoded together
+    max_batch_size: int = 32
+    batch_wait_timeout_s: float = 0.01
+    num_replicas: int = 1  # model replicas (ignored when autoscaling_config is set)
+    # Serve's own autoscaling_config, e.g. {min_replicas: 1, max_replicas: 4, target_ongoing_requests: 16}
+    autoscaling_config: dict | None = None
+    replica_cpus: float = 1.0  # ray_actor_options.num_cpus of a model replica
+    # Extra environment of the model replicas. E.g. {VLLM_CPU_NUM_OF_RESERVED_CPU: "0"}: on x86 vLLM-CPU keeps one
+    # core for its scheduler process, so on a 2-core machine decoding gets 1 core; with none reserved, batch-8
+    # decoding ran 42-50 tok/s instead of 26-28 in-process at load ~10, but 5x *slower* through Serve at load ~20
+    # (its OpenMP threads are pinned to both cores and wait on each other when the machine is oversubscribed),
+    # so it is not the default. Ignored on GPUs.
+    replica_env: dict = field(default_factory=dict)
+    replica_gpus: float = 0.0  # 1 on a GPU cluster
+    ingress_replicas: int = 1
+    ingress_cpus: float = 0.25
+    # per ingress replica; Serve's default (5) would cap the requests in flight, and so the model's batches, at 5
+    ingress_max_ongoing_requests: int = 256
+    max_ongoing_requests: int = 64  # per model replica: >= max_batch_size, or batches never fill
+
+    def __post_init__(self):
+        if self.max_batch_size < 1 or self.max_request_conversations < 1:
+            raise ServeConfigError("max_batch_size and max_request_conversations must be >= 1")
+        if self.max_conversation_tokens + self.max_tokens > self.engine.max_model_len:
+            raise ServeConfigError(
+                f"max_conversation_tokens ({self.max_conversation_tokens}) + max_tokens ({self.max_tokens}) "
+                f"exceeds engine.max_model_len ({self.engine.max_model_len})")
+        if self.max_ongoing_requests < self.max_batch_size:
+            raise ServeConfigError(f"max_ongoing_requests ({self.max_ongoing_requests}) < max_batch_size "
+                                   f"({self.max_batch_size}): a replica would never see a full batch")
+
+
+def resolve_checkpoint(path: str | os.PathLike | None) -> Path | None:
+    """The adapter folder to serve: `path` itself if it is a peft adapter folder, else the newest adapter of a
+    run dir (`<run>/adapter/` written at the end of SFT, or the adapter of Ray Train's latest checkpoint
+    while it is still training). None serves the base model."""
+    if path is None or str(path) == "":
+        return None
+    path = Path(path).expanduser()
+    if (path / "adapter_config.json").exists():
+        return path
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    from learner.sft import ray_latest_checkpoint
+
+    candidates = [path / "adapter"]
+    latest = ray_latest_checkpoint(path)
+    if latest is not None:
+        candidates.append(latest / "adapter")
+    found = [c for c in candidates if (c / "adapter_config.json").exists()]
+    if not found:
+        raise FileNotFoundError(f"checkpoint {path} is neither a LoRA adapter folder (adapter_config.json) nor a run "
+                                f"dir with one (looked for {', '.join(map(str, candidates))})")
+    return max(found, key=lambda c: (c / "adapter_config.json").stat().st_mtime)

@@ -1,0 +1,29 @@
+"""`memroute quickstart` end to end on the tiny model: SFT, RL, evaluation of four systems, plots (no Serve: the
+Serve tests cover the endpoint; here it would block until Ctrl-C)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_quickstart_runs_every_stage_on_the_tiny_model(tmp_path):
+    out = tmp_path / "qs"
+    cmd = [sys.executable, "-m", "memroute.cli", "quickstart", "--model", "tiny", "--out", str(out), "--limit", "4",
+           "--no-serve", "--sft", "max_steps=2", "cpus_per_worker=1", "--rl", "steps=2", "rollout.n=4",
+           "rollout.max_tokens=8", "prompts_per_step=2", "rollout.reward=toy_low_ids", "rollout.engine.kv_cache_gib=1",
+           "learner.lora.rank=32"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary) == ["majority baseline", "tiny zero-shot", "SFT", "SFT + RL"]
+    assert all(0.0 <= s["mean_f1"] <= 1.0 for s in summary.values())
+    assert (out / "sft" / "adapter" / "adapter_config.json").exists()
+    assert (out / "rl" / "adapter" / "adapter_config.json").exists()
+    assert [json.loads(line)["step"] for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert "SFT + RL" in proc.stdout and "[5/5]" in proc.stdout
