@@ -1,1 +1,2 @@
-"""Ray Serve application for production routing (its deployment graph lands with the serving issue)."""
+"""The Ray Serve routing endpoint: ingress (serve.ingress) -> model deployment on actors.engine.Engine (serve.model),
+started by serve.app, hot-reloaded by serve.reload; docs/serve.md."""

@@ -155,10 +155,12 @@ def main(argv=None) -> int:
 
             from serve.reload import publish
 
-            ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False)
+            # RAY_ADDRESS names the cluster; "auto" is the one started last on this machine
+            ctx = ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False)
             checkpoint = None if args.checkpoint.lower() == "none" else args.checkpoint
             new = publish(checkpoint, args.version, args.app)
-            print(f"app {args.app!r} now serves version {new['version']} ({new['checkpoint'] or 'base model'})")
+            print(f"app {args.app!r} on {ctx.address_info['gcs_address']} now serves version {new['version']} "
+                  f"({new['checkpoint'] or 'base model'})")
             return 0
         overrides = list(args.overrides)
         overrides += [f"{k}={json.dumps(v)}" for k, v in

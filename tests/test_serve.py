@@ -359,7 +359,7 @@ def test_hot_reload_under_load_fails_no_request(app):
         proc = subprocess.run([sys.executable, "-m", "memroute", "serve", "reload", "--checkpoint", str(run_dir)],
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert "now serves version 2" in proc.stdout
+        assert f"on {app.gcs} now serves version 2" in proc.stdout
         time.sleep(3)
     print(f"hot reload under load: answers per version {dict(load.versions)}, failures {len(load.failures)}, "
           f"connection retries {load.retried}")
