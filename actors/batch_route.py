@@ -43,7 +43,7 @@ def route_local(cfg: EngineConfig, adapter: str | None, conversations: Sequence[
         with tqdm(total=len(conversations), desc="eval", unit="conv", file=sys.stderr) as bar:
             for i in range(0, len(conversations), chunk):
                 part = conversations[i:i + chunk]
-                texts.extend(s.text for s in engine.greedy(engine.render(part), max_tokens=max_tokens))
+                texts.extend(engine.route(part, max_tokens))
                 bar.update(len(part))
     finally:
         engine.shutdown()
@@ -59,8 +59,7 @@ class EngineRouter:
 
     def __call__(self, batch):  # batch: a pandas DataFrame with the schema's columns
         conversations = [[{"role": t["role"], "content": t["content"]} for t in conv] for conv in batch["conversation"]]
-        outs = self.engine.greedy(self.engine.render(conversations), max_tokens=self.max_tokens)
-        return {"id": list(batch["id"]), "text": [s.text for s in outs]}
+        return {"id": list(batch["id"]), "text": self.engine.route(conversations, self.max_tokens)}
 
 
 def route_ray_data(cfg: EngineConfig, adapter: str | None, parquet: str | list[str], max_tokens: int = 48,

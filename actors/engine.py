@@ -394,6 +394,11 @@ class Engine:
             version = self.version
             return [g[0] for g in self._samples(self._generate(self.encode(prompts), params), version)]
 
+    def route(self, conversations: Sequence[list[dict[str, str]]], max_tokens: int = 48) -> list[str]:
+        """Greedy answer texts for conversations, rendered with the one prompt function (evaluation, batch
+        inference)."""
+        return [s.text for s in self.greedy(self.render(conversations), max_tokens=max_tokens)]
+
     def score(self, prompt_ids: list[int], completion_ids: list[int]) -> list[float]:
         """The engine's logprob of each completion token after the prompt (prompt_logprobs on the concatenation;
         vLLM skips the prefix cache for such requests, so this is a fresh forward under the current weights)."""

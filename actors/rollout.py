@@ -116,9 +116,7 @@ class RolloutWorker:
 
     def greedy(self, examples: list, max_tokens: int | None = None) -> list[str]:
         """Greedy answers for evaluation, under the current weights."""
-        examples = [_as_dict(ex) for ex in examples]
-        prompts = self.engine.render([ex["conversation"] for ex in examples])
-        return [s.text for s in self.engine.greedy(prompts, max_tokens=max_tokens or self.cfg.max_tokens)]
+        return self.engine.route([_as_dict(ex)["conversation"] for ex in examples], max_tokens or self.cfg.max_tokens)
 
     def update_weights(self, version: int, tensors: dict, lora_config) -> float:
         """Load the learner's LoRA tensors as `version`; returns the seconds the push took in the engine."""
@@ -132,15 +130,20 @@ class RolloutWorker:
         self.engine.shutdown()
 
 
-def make_rollout_workers(cfg: RolloutConfig, name: str | None = None) -> list:
+def make_rollout_workers(cfg: RolloutConfig, name: str | None = None, placement_group=None,
+                         first_bundle: int = 0) -> list:
     """`cfg.num_workers` RolloutWorker Ray actors (restarted by Ray if their process dies). With `name`, worker i
-    is the named actor `<name>-<i>` (how it shows in the dashboard; `ray.get_actor` finds it)."""
+    is the named actor `<name>-<i>` (how it shows in the dashboard; `ray.get_actor` finds it); with a placement
+    group, worker i runs (and restarts) in bundle `first_bundle + i`."""
     import ray
+
+    from learner.placement import in_bundle
 
     actor_cls = ray.remote(RolloutWorker)
     # on GPUs a worker holds its engine's whole tensor-parallel group (vLLM's multiprocessing executor then
     # spreads the shards over the GPUs Ray made visible to the actor)
     gpus = cfg.engine.tensor_parallel_size if cfg.use_gpu else 0
     options = dict(num_cpus=cfg.cpus_per_worker, num_gpus=gpus, max_restarts=-1)
-    return [actor_cls.options(**options, name=f"{name}-{i}" if name else None).remote(cfg)
+    return [actor_cls.options(**options, **in_bundle(placement_group, first_bundle + i),
+                              name=f"{name}-{i}" if name else None).remote(cfg)
             for i in range(cfg.num_workers)]

@@ -252,14 +252,18 @@ class Learner:
 class LearnerGroup:
     """N data-parallel `Learner` actors behind one interface (N = cfg.num_learners)."""
 
-    def __init__(self, cfg: LearnerConfig):
+    def __init__(self, cfg: LearnerConfig, placement_group=None, first_bundle: int = 0):
+        """With a placement group, learner `rank` runs in bundle `first_bundle + rank` (learner/placement.py)."""
         import ray
+
+        from learner.placement import in_bundle
 
         n = cfg.num_learners
         if n < 1:
             raise ValueError(f"num_learners must be >= 1, got {n}")
         actor_cls = ray.remote(Learner).options(num_cpus=cfg.cpus_per_learner, num_gpus=1 if cfg.use_gpu else 0)
-        self.actors = [actor_cls.remote(cfg, rank, n) for rank in range(n)]
+        self.actors = [actor_cls.options(**in_bundle(placement_group, first_bundle + rank)).remote(cfg, rank, n)
+                       for rank in range(n)]
         if n > 1:
             host, port = ray.get(self.actors[0].address.remote())
             ray.get([a.init_process_group.remote(host, port) for a in self.actors])

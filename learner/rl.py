@@ -54,6 +54,8 @@ class RLConfig:
     eval_limit: int | None = None
     probe_tolerance: float = 0.05  # max |engine - learner| logprob on the probe sequence after a push
     max_retries: int = 3  # per rollout share, after a worker death
+    placement_strategy: str = "PACK"  # PACK | SPREAD | STRICT_PACK | STRICT_SPREAD | none (learner/placement.py)
+    placement_timeout_s: float = 600  # wait this long for the cluster (or its autoscaler) to fit the run
     seed: int = 0
 
 
@@ -86,13 +88,14 @@ class Rollouts:
     the current weights again (a restarted worker is back on the base weights at version 0) and repeats the call,
     up to `max_retries` times. Results come only from calls that returned, so nothing is lost or duplicated."""
 
-    def __init__(self, cfg: RolloutConfig, max_retries: int = 3, name: str | None = None):
+    def __init__(self, cfg: RolloutConfig, max_retries: int = 3, name: str | None = None, placement_group=None,
+                 first_bundle: int = 0):
         import ray
 
         from actors.rollout import make_rollout_workers
 
         self.cfg, self.max_retries = cfg, max_retries
-        self.workers = make_rollout_workers(cfg, name)
+        self.workers = make_rollout_workers(cfg, name, placement_group, first_bundle)
         ray.get([w.ready.remote() for w in self.workers])
         self.weights: tuple | None = None  # (version, ObjectRef of the tensors, lora_config)
         self.version = 0
@@ -144,10 +147,14 @@ class Rollouts:
             self._get(i, future, "update_weights", *self.weights)
         return time.perf_counter() - start
 
+    def _shares(self, examples: list[dict]) -> list[tuple[int, list[dict]]]:
+        """(worker index, its examples): round-robin over the workers, empty shares left out."""
+        shares = [(i, examples[i::len(self.workers)]) for i in range(len(self.workers))]
+        return [(i, share) for i, share in shares if share]
+
     def submit(self, examples: list[dict]) -> list:
         """Split examples over the workers; returns [(worker index, examples, future)]."""
-        shares = [examples[i::len(self.workers)] for i in range(len(self.workers))]
-        return [(i, share, self.workers[i].rollout.remote(share, self.cfg.n)) for i, share in enumerate(shares) if share]
+        return [(i, share, self.workers[i].rollout.remote(share, self.cfg.n)) for i, share in self._shares(examples)]
 
     def collect(self, submitted: list) -> list:
         """Wait for the shares (retrying a dead worker's share) and check each came back whole."""
@@ -169,8 +176,7 @@ class Rollouts:
                          completion_ids)
 
     def greedy_texts(self, examples: list[dict]) -> list[str]:
-        shares = [examples[i::len(self.workers)] for i in range(len(self.workers))]
-        futures = [(i, share, self.workers[i].greedy.remote(share)) for i, share in enumerate(shares) if share]
+        futures = [(i, share, self.workers[i].greedy.remote(share)) for i, share in self._shares(examples)]
         texts: dict[str, str] = {}
         for i, share, future in futures:
             texts.update({ex["id"]: t for ex, t in zip(share, self._get(i, future, "greedy", share))})
@@ -233,10 +239,14 @@ def train_rl(cfg: RLConfig) -> dict:
 
     from data.schema import read_examples
     from learner.actor import LearnerGroup
+    from learner.placement import STRATEGIES, release, reserve, rl_bundles
     from memroute.config import dump_config
 
     if cfg.mode not in ("sync", "off_policy"):
         raise ValueError(f"mode must be sync or off_policy, got {cfg.mode!r}")
+    if cfg.placement_strategy not in (*STRATEGIES, "none"):
+        raise ValueError(f"placement_strategy must be one of {', '.join(STRATEGIES)} or none, "
+                         f"got {cfg.placement_strategy!r}")
     train, held_out = read_examples(cfg.train_data), read_examples(cfg.eval_data)
     if not train:
         raise ValueError(f"no training conversations in {cfg.train_data}")
@@ -247,17 +257,23 @@ def train_rl(cfg: RLConfig) -> dict:
     ckpt = run / "checkpoint"
     write_text_atomic(run / "config.yaml", dump_config(cfg))
 
-    learner = LearnerGroup(cfg.learner)
-    rollouts = None
+    # one placement group for the whole run: all of its resources or none (learner bundles first, then rollouts)
+    pg = None if cfg.placement_strategy == "none" else \
+        reserve(rl_bundles(cfg.learner, cfg.rollout), cfg.placement_strategy, f"rl-{run.name}", cfg.placement_timeout_s)
+    learner = rollouts = None
     try:
+        learner = LearnerGroup(cfg.learner, pg, first_bundle=0)
         # the loop's step, not the learner's update count: a step whose groups were all dropped made no update
         start_step = learner.load_checkpoint(str(ckpt))["rl_step"] if (ckpt / "state.json").exists() else 0
-        rollouts = Rollouts(cfg.rollout, cfg.max_retries, name=f"rl-{run.name}-rollout")
+        rollouts = Rollouts(cfg.rollout, cfg.max_retries, name=f"rl-{run.name}-rollout", placement_group=pg,
+                            first_bundle=cfg.learner.num_learners)
         result = _loop(cfg, run, ckpt, start_step, train, held_out, learner, rollouts)
     finally:  # the actors die with this driver anyway; freeing them now lets the next run in this process start
-        learner.shutdown()
+        if learner is not None:
+            learner.shutdown()
         if rollouts is not None:
             rollouts.shutdown()
+        release(pg)
     return result
 
 
@@ -322,13 +338,14 @@ def _loop(cfg: RLConfig, run: Path, ckpt: Path, start_step: int, train, held_out
     finally:
         tracker.close()
     learner.export_adapter(str(run / "adapter"))
+    plots: list[str] = []
     try:  # PNG curves next to the metrics; a plotting problem never fails a finished run
         from memroute.plot import plot_run
 
-        plot_run(run)
+        plots = [str(p) for p in plot_run(run)]
     except Exception as e:  # noqa: BLE001
         log.warning("no plots for %s: %s", run, e)
-    return {"run_dir": str(run), "adapter": str(run / "adapter"), "last": row, "eval": final}
+    return {"run_dir": str(run), "adapter": str(run / "adapter"), "last": row, "eval": final, "plots": plots}
 
 
 def main(argv=None) -> int:

@@ -100,7 +100,7 @@ def run(args) -> int:
     write_text_atomic(out / "summary.json", json.dumps(results, indent=2) + "\n")
 
     stage(5, "plots" + ("" if args.no_serve else " and the Serve endpoint"))
-    plots = _plots([out / "sft", out / "rl"])
+    plots = _plots([out / "sft"]) + [Path(p) for p in rl["plots"]]  # train_rl plotted its own run
     print(f"\n{summary}\n")
     for p in plots:
         print(f"plot: {p}")

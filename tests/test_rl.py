@@ -89,6 +89,13 @@ def test_a_killed_driver_and_a_killed_rollout_worker_lose_and_repeat_nothing(ray
     def kill_worker_after_step_5():
         wait_for_step(metrics, 5)
         worker = ray.get_actor(f"rl-{run.name}-rollout-0")
+        # the run reserved one placement group (learner bundle 0, rollout bundle 1) and the worker runs inside it
+        groups = [g for g in ray.util.placement_group_table().values()
+                  if g["name"] == f"rl-{run.name}" and g["state"] == "CREATED"]
+        killed["pg"] = [g["bundles"] for g in groups]
+        killed["worker_pg"] = ray.get(worker.__ray_call__.remote(
+            lambda self: ray.get_runtime_context().get_placement_group_id()))
+        killed["pg_id"] = [g["placement_group_id"] for g in groups]
         killed["pid"] = ray.get(worker.pid.remote())
         os.kill(killed["pid"], signal.SIGKILL)
 
@@ -102,6 +109,9 @@ def test_a_killed_driver_and_a_killed_rollout_worker_lose_and_repeat_nothing(ray
     assert [r["sample_ids"] for r in rows] == expected_ids(cfg, range(8))  # every conversation once per step
     assert all(r["samples"] == cfg.prompts_per_step * cfg.rollout.n for r in rows)
     assert "pid" in killed and rows[-1]["worker_restarts"] >= 1, "the rollout worker was never killed"
+    assert killed["pg"] == [{0: {"CPU": 1.0}, 1: {"CPU": 1.0}}] and killed["worker_pg"] == killed["pg_id"][0]
+    assert not [g for g in ray.util.placement_group_table().values()  # released at the end of the run
+                if g["name"] == f"rl-{run.name}" and g["state"] == "CREATED"]
     assert all(r["staleness"] == 0 for r in rows)  # sync: always sampled by the current version
     updated = [r for r in rows if r["kept_groups"]]
     assert updated and all(r["logprob_gap"] < 0.05 and r["push_seconds"] > 0 for r in updated)
@@ -138,9 +148,37 @@ def test_off_policy_samples_the_next_step_during_the_update(ray_local, tmp_path)
             assert row["dropped_stale"] == row["groups"] and row["kept_groups"] == 0
 
 
+def test_placement_bundles_and_a_refused_placement(ray_local):
+    from learner.placement import PlacementError, reserve, rl_bundles
+
+    gpu = load_config(RLConfig, REPO / "configs" / "gpu_llama8b_rl.yaml")
+    assert rl_bundles(gpu.learner, gpu.rollout) == [{"CPU": 4.0, "GPU": 1.0}] * 2 + [{"CPU": 4.0, "GPU": 1.0}] * 4
+    cpu = load_config(RLConfig, REPO / "configs" / "cpu_rl.yaml")
+    assert rl_bundles(cpu.learner, cpu.rollout) == [{"CPU": 1.0}, {"CPU": 1.0}]
+    # more than this 2-CPU cluster has: a clear error naming the request and the cluster, nothing left reserved
+    with pytest.raises(PlacementError, match=r"GPU.*not placed within 1s; the cluster has"):
+        reserve(rl_bundles(gpu.learner, gpu.rollout), "PACK", "too-big", timeout_s=1)
+    with pytest.raises(ValueError, match="placement strategy must be one of"):
+        reserve([{"CPU": 1.0}], "EVERYWHERE")
+    with pytest.raises(ValueError, match="placement_strategy must be one of"):
+        train_rl(load_config(RLConfig, None, TINY + ["placement_strategy=EVERYWHERE"]))
+
+
 def test_rl_configs_load():
     cpu = load_config(RLConfig, REPO / "configs" / "cpu_rl.yaml")
     assert cpu.learner.model.name == "smollm2-135m" and not cpu.rollout.use_gpu and cpu.rollout.reward == "routing"
     gpu = load_config(RLConfig, REPO / "configs" / "gpu_llama8b_rl.yaml")
     assert gpu.learner.model.name == gpu.rollout.engine.model == "meta-llama/Llama-3.1-8B-Instruct"
     assert (gpu.learner.lora.rank, gpu.mode, gpu.learner.use_gpu, gpu.rollout.use_gpu) == (32, "off_policy", True, True)
+
+
+def test_recipe_configs_chain_sft_into_rl():
+    from learner.config import SFTConfig
+
+    sft = load_config(SFTConfig, REPO / "configs" / "recipe_sft.yaml")
+    rl = load_config(RLConfig, REPO / "configs" / "recipe_rl.yaml")
+    assert rl.learner.adapter == f"{sft.run_dir}/adapter"  # stage 2 starts from what stage 1 exports
+    assert sft.train_data == rl.train_data == "../shared/data/train.jsonl"
+    assert sft.eval_data == rl.eval_data == "../shared/data/test.jsonl" and rl.eval_limit is None
+    assert (sft.lora.rank, sft.lora.alpha) == (rl.learner.lora.rank, rl.learner.lora.alpha) == (32, 32)
+    assert rl.rollout.reward == "routing" and sft.model.name == rl.learner.model.name == rl.rollout.engine.model
