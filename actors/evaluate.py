@@ -5,7 +5,8 @@ Writes into `--out`: predictions.jsonl, metrics.json and metrics.md (all atomic)
 - `ray-data`: the same engine as Ray Data batch inference over Parquet shards (`map_batches`, `--concurrency`
   engine actors; a JSONL dataset is converted to one Parquet shard first), for a cluster;
 - `hf`: transformers `generate` (no vLLM needed; slower);
-- `majority`: the training set's most common label set, no model.
+- `majority`: the training set's most common label, no model;
+- `tfidf`: TF-IDF + logistic regression fitted on `--train` (the classical baseline; data/baselines.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from data.baselines import majority_predictions
+from data.baselines import majority_predictions, tfidf_predictions
 from data.embedded import TEST_PATH, TRAIN_PATH
 from data.metrics import Prediction, align, compute_metrics, metrics_table, write_eval_outputs
 from data.parser import parse_answer
@@ -28,11 +29,12 @@ from learner.models import ModelError
 @dataclass
 class EvalConfig:
     model: str = "smollm2-135m"  # a known name (smollm2-135m, tiny) or any HF model path
-    adapter: str | None = None  # LoRA adapter folder
+    adapter: str | None = "default"  # LoRA adapter folder; default: the shipped router (memroute/router) for the
+    #                                  default model; none / None: the base model
     data: str = str(TEST_PATH)
     out: str = "runs/eval"
-    backend: str = "vllm"  # vllm | ray-data | hf | majority
-    train: str = str(TRAIN_PATH)  # the majority baseline's training set
+    backend: str = "vllm"  # vllm | ray-data | hf | majority | tfidf
+    train: str = str(TRAIN_PATH)  # the majority / tfidf baselines' training set
     batch_size: int = 8
     max_new_tokens: int = 48
     dtype: str = "auto"
@@ -42,7 +44,7 @@ class EvalConfig:
     use_gpu: bool = False  # ray-data: one GPU per engine actor
 
 
-BACKENDS = ("vllm", "ray-data", "hf", "majority")
+BACKENDS = ("vllm", "ray-data", "hf", "majority", "tfidf")
 
 
 def engine_config(cfg: EvalConfig):
@@ -90,6 +92,11 @@ def predict_with_model(cfg: EvalConfig, examples) -> list[Prediction]:
 
 
 def run_eval(cfg: EvalConfig) -> dict:
+    from dataclasses import replace
+
+    from memroute.router import choose_adapter
+
+    cfg = replace(cfg, adapter=choose_adapter(cfg.adapter, cfg.model))  # the folder actually loaded, or None
     examples = read_examples(cfg.data)
     if cfg.limit:
         examples = examples[:cfg.limit]
@@ -98,6 +105,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     start = time.perf_counter()
     if cfg.backend == "majority":
         predictions = majority_predictions(read_examples(cfg.train), examples)
+    elif cfg.backend == "tfidf":
+        predictions = tfidf_predictions(read_examples(cfg.train), examples)
     elif cfg.backend == "hf":
         predictions = predict_with_model(cfg, examples)
     elif cfg.backend in ("vllm", "ray-data"):
@@ -117,11 +126,13 @@ def parse_args(argv=None) -> EvalConfig:
     p = argparse.ArgumentParser(prog="memroute eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=defaults.model)
-    p.add_argument("--adapter", default=None)
+    p.add_argument("--adapter", default=defaults.adapter,
+                   help="LoRA adapter folder; 'default' (the default): the shipped router when --model is the default "
+                        "model; 'none': the base model")
     p.add_argument("--data", default=defaults.data, help="JSONL or Parquet examples (default: embedded test)")
     p.add_argument("--out", default=defaults.out)
     p.add_argument("--backend", default=defaults.backend, choices=BACKENDS)
-    p.add_argument("--train", default=defaults.train, help="training set for the majority baseline")
+    p.add_argument("--train", default=defaults.train, help="training set for the majority / tfidf baselines")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
     p.add_argument("--dtype", default=defaults.dtype)
@@ -139,7 +150,8 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError, ModelError) as e:  # ExampleError is a ValueError
         print(f"memroute eval: error: {e}", file=sys.stderr)
         return 2
-    print(metrics_table(metrics, f"{cfg.backend}: {cfg.model} on {Path(cfg.data).name}"))
+    system = cfg.backend if cfg.backend in ("majority", "tfidf") else f"{cfg.backend}: {cfg.model}"  # no model
+    print(metrics_table(metrics, f"{system} on {Path(cfg.data).name}"))
     print(f"wrote {cfg.out}/predictions.jsonl, metrics.json, metrics.md")
     return 0
 

@@ -7,7 +7,7 @@ import json
 import sys
 from collections import Counter
 
-from data.metrics import align, compute_metrics, metrics_table, paired_bootstrap, read_predictions
+from data.metrics import align, comparison_tables, compute_metrics, metrics_table, paired_bootstrap, read_predictions
 from data.schema import ExampleError, read_examples, write_examples
 from data.taxonomy import LABELS
 
@@ -69,6 +69,21 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_table(args) -> int:
+    from pathlib import Path
+
+    systems = []
+    for spec in args.systems:
+        name, sep, path = spec.rpartition("=")
+        if not sep or not name:
+            raise SystemExit(f"memroute data table: expected NAME=metrics.json, got {spec!r}")
+        if not Path(path).exists():
+            raise SystemExit(f"memroute data table: metrics file not found: {path}")
+        systems.append((name, json.loads(Path(path).read_text(encoding="utf-8"))))
+    print(comparison_tables(systems), end="")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="memroute data", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -91,6 +106,9 @@ def main(argv=None) -> int:
     s.add_argument("b")
     s.add_argument("--data", required=True)
     s.set_defaults(fn=cmd_compare)
+    s = sub.add_parser("table", help="markdown tables comparing metrics.json files of systems on the same data")
+    s.add_argument("systems", nargs="+", metavar="NAME=metrics.json")
+    s.set_defaults(fn=cmd_table)
     args = p.parse_args(argv)
     try:
         return args.fn(args)

@@ -119,11 +119,13 @@ def compute_metrics(pairs: Sequence[tuple[list[str], list[str]]], n_boot: int = 
     macro = [sum(m[k] for m in active) / len(active) for k in ("precision", "recall", "f1")]
     f1s = row_scores(pairs)
     lo, hi = bootstrap_ci(f1s, n_boot=n_boot, seed=seed)
+    exact_lo, exact_hi = bootstrap_ci([float(set(p) == set(g)) for p, g in pairs], n_boot=n_boot, seed=seed)
     return {
         "n": n,
         "mean_f1": sum(f1s) / n,
         "mean_f1_ci95": [lo, hi],
         "exact_match": exact / n,
+        "exact_match_ci95": [exact_lo, exact_hi],
         "any_match": any_match / n,
         "micro": dict(zip(("precision", "recall", "f1"), micro)),
         "macro": dict(zip(("precision", "recall", "f1"), macro)),
@@ -163,7 +165,8 @@ def metrics_table(metrics: dict, title: str = "") -> str:
              "| metric | value |", "|---|---|",
              f"| examples | {metrics['n']} |",
              f"| mean F1 (95% CI) | {metrics['mean_f1']:.3f} ({lo:.3f}-{hi:.3f}) |",
-             f"| exact match | {metrics['exact_match']:.3f} |",
+             f"| exact match (95% CI) | {metrics['exact_match']:.3f}"
+             + (" ({:.3f}-{:.3f}) |".format(*metrics["exact_match_ci95"]) if "exact_match_ci95" in metrics else " |"),
              f"| any match | {metrics['any_match']:.3f} |",
              f"| micro P / R / F1 | {metrics['micro']['precision']:.3f} / {metrics['micro']['recall']:.3f} / "
              f"{metrics['micro']['f1']:.3f} |",
@@ -188,3 +191,26 @@ def write_eval_outputs(out: str | os.PathLike, predictions: Sequence[Prediction]
     write_predictions(out / "predictions.jsonl", predictions)
     write_json_atomic(out / "metrics.json", metrics)
     write_text_atomic(out / "metrics.md", metrics_table(metrics, title))
+
+
+def comparison_tables(systems: Sequence[tuple[str, dict]]) -> str:
+    """Markdown tables comparing systems scored on the same data: headline figures with bootstrap intervals,
+    then F1 per category (the README's and the model card's results)."""
+    def ci(m: dict, key: str) -> str:
+        if f"{key}_ci95" not in m:  # scored before that interval was computed
+            return f"{m[key]:.3f}"
+        lo, hi = m[f"{key}_ci95"]
+        return f"{m[key]:.3f} ({lo:.3f}-{hi:.3f})"
+
+    lines = ["| system | mean F1 (95% CI) | exact match (95% CI) | none P / R | parse failures | mean reward |",
+             "|---|---|---|---|---|---|"]
+    for name, m in systems:
+        lines.append(f"| {name} | {ci(m, 'mean_f1')} | {ci(m, 'exact_match')} | {m['none_precision']:.3f} / "
+                     f"{m['none_recall']:.3f} | {m['parse_failure_rate']:.3f} | {m['mean_reward']:.3f} |")
+    lines += ["", "| category (support) | " + " | ".join(name for name, _ in systems) + " |",
+              "|---|" + "---|" * len(systems)]
+    for label in LABELS:
+        support = systems[0][1]["per_category"][label]["support"]
+        lines.append(f"| {label} ({support}) | "
+                     + " | ".join(f"{m['per_category'][label]['f1']:.3f}" for _, m in systems) + " |")
+    return "\n".join(lines) + "\n"

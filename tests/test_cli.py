@@ -59,6 +59,14 @@ def test_eval_majority_and_score(tmp_path):
     assert cmp["delta"] == 0.0
 
 
+def test_eval_tfidf_baseline(tmp_path):
+    out = tmp_path / "tfidf"
+    proc = memroute("eval", "--backend", "tfidf", "--out", out)
+    assert proc.stdout.startswith("## tfidf on test.jsonl")
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert preds and all(p["model"].startswith("tfidf-logreg(C=") and p["predicted"] for p in preds)
+
+
 @pytest.mark.slow
 def test_eval_with_the_tiny_model(tmp_path):
     out = tmp_path / "tiny"

@@ -75,3 +75,37 @@ def test_majority_baseline():
     assert {tuple(p.predicted) for p in preds} == {("user.role_context",)}
     with pytest.raises(ValueError):
         majority_label([])
+
+
+def test_tfidf_decode_rules():
+    from data.baselines import decode
+    from data.taxonomy import LABELS
+
+    probs = [0.1] * len(LABELS)
+    probs[LABELS.index("user.role_context")] = 0.3
+    assert decode(probs) == ["user.role_context"]  # nothing over 0.5: the top label, never an empty answer
+    probs[LABELS.index("company.brand_core")] = 0.9
+    probs[LABELS.index("user.strategic_approach")] = 0.6
+    probs[LABELS.index("none")] = 0.7  # over 0.5 but not the top label: dropped, `none` is exclusive
+    assert decode(probs) == ["company.brand_core", "user.strategic_approach"]
+    probs[LABELS.index("none")] = 0.95
+    assert decode(probs) == ["none"]
+
+
+def test_tfidf_baseline_beats_majority_on_embedded_split():
+    """Fitted on the embedded train split only; on its held-out test templates it must clearly beat the majority
+    label (a broken vectoriser or an unfitted model lands at or below it)."""
+    from data.baselines import fit_tfidf
+    from data.embedded import TEST_PATH, TRAIN_PATH
+    from data.metrics import align, compute_metrics
+    from data.schema import read_examples
+
+    train, test = read_examples(TRAIN_PATH), read_examples(TEST_PATH)
+    router = fit_tfidf(train)
+    assert router.c in (1.0, 4.0, 16.0, 64.0)
+    tfidf = compute_metrics(align(router.predict(test), test), n_boot=10)
+    majority = compute_metrics(align(majority_predictions(train, test), test), n_boot=10)
+    assert tfidf["parse_failure_rate"] == 0.0
+    assert tfidf["mean_f1"] > majority["mean_f1"] + 0.2, (tfidf["mean_f1"], majority["mean_f1"])
+    with pytest.raises(ValueError, match="at least 20"):
+        fit_tfidf(train[:5])
