@@ -34,7 +34,7 @@ def build_app(cfg: ServeConfig | None = None, digest: str | None = None):
     cfg = cfg or ServeConfig()
     digest = digest or key_digest(resolve_api_key(cfg))
     check_bind(cfg.host, digest, cfg)
-    folder = resolve_checkpoint(cfg.checkpoint)  # fail here, naming the path, not later in a replica
+    folder = resolve_checkpoint(cfg.checkpoint, cfg.engine.model)  # fail here, naming the path, not in a replica
     scale = ({"autoscaling_config": cfg.autoscaling_config} if cfg.autoscaling_config
              else {"num_replicas": cfg.num_replicas})
     env = {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "MEMROUTE_CACHE_DIR") if k in os.environ}
@@ -77,8 +77,8 @@ def app_config(cfg: ServeConfig, digest: str | None) -> dict:
     from dataclasses import asdict
 
     args = asdict(cfg)
-    if args.get("checkpoint"):
-        args["checkpoint"] = str(Path(args["checkpoint"]).expanduser().resolve())  # replicas run elsewhere
+    folder = resolve_checkpoint(cfg.checkpoint, cfg.engine.model)  # "default" / "none" become a folder / None
+    args["checkpoint"] = str(folder.resolve()) if folder else None  # an absolute path: replicas run elsewhere
     if digest:
         args["api_key_sha256"] = digest
     return {"name": cfg.app_name, "route_prefix": cfg.route_prefix, "import_path": IMPORT_PATH, "args": args}
@@ -94,7 +94,7 @@ def deploy(cfg: ServeConfig, wait_s: float = 900.0) -> str:
 
     digest = key_digest(resolve_api_key(cfg))
     check_bind(cfg.host, digest, cfg)
-    resolve_checkpoint(cfg.checkpoint)
+    resolve_checkpoint(cfg.checkpoint, cfg.engine.model)
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"))  # Ray's own auth settings (RAY_AUTH_MODE) apply as set
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
@@ -137,7 +137,8 @@ def _parse(argv):
     p = argparse.ArgumentParser(prog="memroute serve", description="The Ray Serve routing endpoint "
                                 "(`memroute serve reload --help`: hot reload).")
     p.add_argument("--config", help="YAML of ServeConfig keys (e.g. configs/serve_cpu.yaml)")
-    p.add_argument("--checkpoint", help="adapter folder or run dir (its newest adapter); default: the base model")
+    p.add_argument("--checkpoint", help="adapter folder or run dir (its newest adapter); default: the shipped "
+                   "router (memroute/router) with the default model; 'none': the base model")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--detach", action="store_true", help="return once running (the app stays on the cluster)")

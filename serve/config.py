@@ -1,6 +1,7 @@
 """The serving config (`ServeConfig`) and where a checkpoint's adapter lives.
 
-Defaults run on this CPU machine: one replica of the default model on loopback, no adapter (the base model).
+Defaults run on this CPU machine: one replica of the default model on loopback, serving the shipped router
+(memroute/router; the base model when it is absent or the model is another one).
 A YAML file (`memroute serve --config ...`, or `args:` of a Serve config file, see configs/serve.yaml) and
 `key.sub=value` overrides change the rest, through `memroute.config.load_config` like every other config.
 """
@@ -22,7 +23,9 @@ class ServeConfigError(ValueError):
 class ServeConfig:
     # max_num_seqs 32: the largest batch one replica decodes at once (= model.max_batch_size below)
     engine: EngineConfig = field(default_factory=lambda: EngineConfig(max_num_seqs=32))
-    checkpoint: str | None = None  # a peft adapter folder, or a run dir (its newest adapter); None = base model
+    # a peft adapter folder, or a run dir (its newest adapter); "default": the shipped router (memroute/router) when
+    # engine.model is the default model, else the base model; None / "none": the base model
+    checkpoint: str | None = "default"
     version: int = 0  # the weight version reported with every answer (a reload moves it)
     app_name: str = "memroute"
     route_prefix: str = "/"
@@ -67,11 +70,14 @@ class ServeConfig:
                                    f"({self.max_batch_size}): a replica would never see a full batch")
 
 
-def resolve_checkpoint(path: str | os.PathLike | None) -> Path | None:
+def resolve_checkpoint(path: str | os.PathLike | None, model: str | os.PathLike = "smollm2-135m") -> Path | None:
     """The adapter folder to serve: `path` itself if it is a peft adapter folder, else the newest adapter of a
     run dir (`<run>/adapter/` written at the end of SFT, or the adapter of Ray Train's latest checkpoint
-    while it is still training). None serves the base model."""
-    if path is None or str(path) == "":
+    while it is still training). None / "none" serve the base model; "default" the shipped router for `model`."""
+    from memroute.router import choose_adapter
+
+    path = choose_adapter(None if path is None or str(path) == "" else path, model)
+    if path is None:
         return None
     path = Path(path).expanduser()
     if (path / "adapter_config.json").exists():

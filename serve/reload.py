@@ -43,7 +43,8 @@ def current(app_name: str = "memroute") -> dict:
 
 def publish(checkpoint: str | Path | None, version: int | None = None, app_name: str = "memroute",
             wait_s: float = 600.0) -> dict:
-    """Move every replica of `app_name` to `checkpoint` (an adapter folder or run dir; None = base model) as
+    """Move every replica of `app_name` to `checkpoint` (an adapter folder or run dir; None = base model;
+    "default" = the shipped router) as
     `version` (default: the current version + 1). Blocks until the replicas answer with it; returns the new
     user_config."""
     from serve.config import resolve_checkpoint

@@ -18,6 +18,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from memroute.router import ROUTER_DIR
+
 from data.parser import format_answer, parse_answer
 from serve.auth import authorized, check_bind, is_loopback, key_digest, resolve_api_key
 from serve.config import ServeConfig, ServeConfigError, resolve_checkpoint
@@ -125,7 +127,7 @@ def test_config_round_trips_through_serve_config_args(tmp_path):
 
     from serve.app import app_config, config_from_args
 
-    cfg = ServeConfig(num_replicas=3, autoscaling_config={"min_replicas": 1, "max_replicas": 4})
+    cfg = ServeConfig(num_replicas=3, autoscaling_config={"min_replicas": 1, "max_replicas": 4}, checkpoint=None)
     cfg.engine.model = "tiny"
     args = app_config(cfg, "abc")["args"]
     assert config_from_args(args) == (cfg, "abc")
@@ -166,6 +168,8 @@ def _write_adapter(folder: Path, seed: int) -> Path:
 def test_resolve_checkpoint(tmp_path):
     adapter = _write_adapter(tmp_path / "a", seed=0)
     assert resolve_checkpoint(adapter) == adapter and resolve_checkpoint(None) is None
+    assert resolve_checkpoint("none") is None and resolve_checkpoint("default", "tiny") is None
+    assert resolve_checkpoint("default") == ROUTER_DIR  # the shipped router, for the default model
     run = tmp_path / "run"
     _write_adapter(run / "adapter", seed=1)
     assert resolve_checkpoint(run) == run / "adapter"  # a run dir: its adapter

