@@ -261,9 +261,10 @@ class LearnerGroup:
         n = cfg.num_learners
         if n < 1:
             raise ValueError(f"num_learners must be >= 1, got {n}")
-        actor_cls = ray.remote(Learner).options(num_cpus=cfg.cpus_per_learner, num_gpus=1 if cfg.use_gpu else 0)
-        self.actors = [actor_cls.options(**in_bundle(placement_group, first_bundle + rank)).remote(cfg, rank, n)
-                       for rank in range(n)]
+        actor_cls = ray.remote(Learner)  # .options() once per actor: its result has no .options() of its own
+        resources = dict(num_cpus=cfg.cpus_per_learner, num_gpus=1 if cfg.use_gpu else 0)
+        self.actors = [actor_cls.options(**resources, **in_bundle(placement_group, first_bundle + rank))
+                       .remote(cfg, rank, n) for rank in range(n)]
         if n > 1:
             host, port = ray.get(self.actors[0].address.remote())
             ray.get([a.init_process_group.remote(host, port) for a in self.actors])
