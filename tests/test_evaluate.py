@@ -30,3 +30,4 @@ def test_ray_data_batch_inference_matches_the_in_process_engine(ray_local, tmp_p
     # the ray-data backend of `memroute eval` (a JSONL dataset becomes one Parquet shard)
     remote = run_eval(EvalConfig(data=str(data), out=str(tmp_path / "rd"), backend="ray-data", **common))
     assert remote["mean_f1"] == local["mean_f1"] and remote["n"] == 6
+

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from memroute.router import ROUTER_DIR
+from memroute.router import shipped_adapter
 
 from data.parser import format_answer, parse_answer
 from serve.auth import authorized, check_bind, is_loopback, key_digest, resolve_api_key
@@ -169,7 +169,7 @@ def test_resolve_checkpoint(tmp_path):
     adapter = _write_adapter(tmp_path / "a", seed=0)
     assert resolve_checkpoint(adapter) == adapter and resolve_checkpoint(None) is None
     assert resolve_checkpoint("none") is None and resolve_checkpoint("default", "tiny") is None
-    assert resolve_checkpoint("default") == ROUTER_DIR  # the shipped router, for the default model
+    assert resolve_checkpoint("default") == shipped_adapter()  # the shipped router (None until one is shipped)
     run = tmp_path / "run"
     _write_adapter(run / "adapter", seed=1)
     assert resolve_checkpoint(run) == run / "adapter"  # a run dir: its adapter

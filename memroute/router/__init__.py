@@ -1,8 +1,9 @@
 """The trained default router shipped with memroute: a LoRA adapter for the default model (SmolLM2-135M-Instruct).
 
-This folder holds the adapter (adapter_config.json + adapter_model.safetensors, float16), its model card
-(README.md: data, recipe, metrics, limits) and its evaluation (metrics.json). `memroute eval` and `memroute serve`
-use it when no adapter / checkpoint is given and the model is the default one; `none` asks for the base model.
+Once shipped, this folder holds the adapter (adapter_config.json + adapter_model.safetensors, float16), its model
+card (README.md: data, recipe, metrics, limits) and its evaluation (metrics.json). `memroute eval` and `memroute
+serve` use it when no adapter / checkpoint is given and the model is the default one (the base model while no
+adapter is shipped); `none` asks for the base model. None is shipped yet: the README's Status says why.
 `python -m memroute.router.ship` (re)builds the folder from a trained adapter and its evaluation.
 """
 
