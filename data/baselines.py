@@ -73,12 +73,9 @@ class TfidfRouter:
         return torch.sigmoid(self.features(examples) @ self.weights + self.bias)
 
     def predict(self, examples: Sequence[Example]) -> list[Prediction]:
-        out = []
-        for ex, p in zip(examples, self.probabilities(examples).tolist()):
-            out.append(Prediction(ex.id, decode(p), raw="", model=f"tfidf-logreg(C={self.c:g})"))
-        for pred in out:
-            pred.raw = ", ".join(pred.predicted)
-        return out
+        labels = [decode(p) for p in self.probabilities(examples).tolist()]
+        return [Prediction(ex.id, ls, raw=", ".join(ls), model=f"tfidf-logreg(C={self.c:g})")
+                for ex, ls in zip(examples, labels)]
 
 
 def decode(probs: Sequence[float]) -> list[str]:
