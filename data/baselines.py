@@ -116,27 +116,31 @@ def fit_tfidf(train: Sequence[Example], cs: Sequence[float] = (1.0, 4.0, 16.0, 6
 
     if len(train) < 20:
         raise ValueError(f"the TF-IDF baseline needs at least 20 training rows, got {len(train)}")
-    torch.manual_seed(seed)
 
-    def build(rows: Sequence[Example], c: float) -> TfidfRouter:
+    def vectoriser(rows: Sequence[Example]) -> TfidfRouter:
         df = Counter(term for ex in rows for term in set(_terms(ex)))
         terms = sorted(t for t, n in df.items() if n >= min_df)
-        vocab = {t: i for i, t in enumerate(terms)}
         idf = [math.log((1 + len(rows)) / (1 + df[t])) + 1.0 for t in terms]
-        router = TfidfRouter(vocab, idf, None, None, c)
+        return TfidfRouter({t: i for i, t in enumerate(terms)}, idf, None, None, 0.0)
+
+    def fit(router: TfidfRouter, x, rows: Sequence[Example], c: float) -> TfidfRouter:
         y = torch.tensor([[float(label in ex.categories) for label in LABELS] for ex in rows])
-        router.weights, router.bias = _fit_logreg(router.features(rows), y, c)
+        router.weights, router.bias = _fit_logreg(x, y, c)
+        router.c = c
         return router
 
     rows = list(train)
     random.Random(seed).shuffle(rows)
     held, fit_rows = rows[:len(rows) // 10], rows[len(rows) // 10:]
+    router = vectoriser(fit_rows)  # the vocabulary and features do not depend on C: built once for the search
+    x = router.features(fit_rows)
     scores = {}
     for c in cs:
-        predictions = build(fit_rows, c).predict(held)
+        predictions = fit(router, x, fit_rows, c).predict(held)
         scores[c] = sum(set_f1(p.predicted, ex.categories) for p, ex in zip(predictions, held)) / len(held)
     best = max(cs, key=lambda c: (scores[c], -c))
-    return build(train, best)
+    final = vectoriser(train)
+    return fit(final, final.features(train), train, best)
 
 
 def tfidf_predictions(train: Sequence[Example], examples: Sequence[Example]) -> list[Prediction]:

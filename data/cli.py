@@ -69,16 +69,21 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def system_spec(spec: str) -> tuple[str, str]:
+    """`NAME=metrics.json` -> (name, path); the name may hold spaces and `=` (the path is after the last one)."""
+    name, sep, path = spec.rpartition("=")
+    if not sep or not name:
+        raise ValueError(f"expected NAME=metrics.json, got {spec!r}")
+    return name, path
+
+
 def cmd_table(args) -> int:
     from pathlib import Path
 
     systems = []
-    for spec in args.systems:
-        name, sep, path = spec.rpartition("=")
-        if not sep or not name:
-            raise SystemExit(f"memroute data table: expected NAME=metrics.json, got {spec!r}")
+    for name, path in map(system_spec, args.systems):
         if not Path(path).exists():
-            raise SystemExit(f"memroute data table: metrics file not found: {path}")
+            raise FileNotFoundError(f"metrics file not found: {path}")
         systems.append((name, json.loads(Path(path).read_text(encoding="utf-8"))))
     print(comparison_tables(systems), end="")
     return 0

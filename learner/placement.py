@@ -51,7 +51,8 @@ def reserve(bundles: list[dict[str, float]], strategy: str = "PACK", name: str =
 
 
 def in_bundle(pg, index: int) -> dict:
-    """Actor options that pin an actor (and the tasks it starts) to bundle `index` of `pg`; {} without a group."""
+    """Actor options that pin an actor to bundle `index` of `pg`; {} without a group. Tasks the actor starts are
+    not captured (vLLM's own workers, e.g. a Ray executor for tensor parallelism, place themselves)."""
     if pg is None:
         return {}
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy

@@ -17,7 +17,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 from serve.auth import check_bind, key_digest, resolve_api_key
 from serve.config import ServeConfig, ServeConfigError, resolve_checkpoint

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from data.atomic import atomic_path, write_json_atomic, write_text_atomic
+from data.cli import system_spec
 from data.metrics import comparison_tables
 from memroute.router import ROUTER_DIR
 
@@ -96,12 +97,10 @@ def main(argv=None) -> int:
     p.add_argument("--notes", help="a markdown file appended to the card (the run's budget, what it reached)")
     p.add_argument("--out", default=str(ROUTER_DIR))
     args = p.parse_args(argv)
-    baselines = []
-    for spec in args.baseline:
-        name, sep, path = spec.rpartition("=")
-        if not sep or not name:
-            p.error(f"--baseline wants NAME=metrics.json, got {spec!r}")
-        baselines.append((name, path))
+    try:
+        baselines = [system_spec(spec) for spec in args.baseline]
+    except ValueError as e:
+        p.error(f"--baseline: {e}")
     notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
     try:
         out = ship(args.adapter, args.eval, baselines, notes, Path(args.out))
