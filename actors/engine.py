@@ -128,7 +128,8 @@ def peft_adapter_config(lora_config: dict | Any) -> dict:
         "rank_pattern": {}, "alpha_pattern": {}, "use_rslora": False, "use_dora": False,
     }
     for key, value in cfg.items():
-        if key in out or key in ("r", "target_modules", "base_model_name_or_path", "inference_mode"):
+        if key in out or key in ("r", "target_modules", "base_model_name_or_path", "inference_mode",
+                                 "layers_to_transform", "layers_pattern"):
             out[key] = value
     out["target_modules"] = sorted(cfg["target_modules"]) if not isinstance(cfg["target_modules"], str) \
         else cfg["target_modules"]

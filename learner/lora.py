@@ -31,10 +31,21 @@ def build_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig, adapter: str | Pa
             raise FileNotFoundError(f"LoRA adapter not found: {adapter} (expected a folder with adapter_config.json)")
         return PeftModel.from_pretrained(base, str(adapter), is_trainable=trainable)
     peft_cfg = PeftLoraConfig(r=lora_cfg.rank, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
-                              target_modules=list(lora_cfg.target_modules), task_type="CAUSAL_LM", bias="none")
+                              target_modules=list(lora_cfg.target_modules), task_type="CAUSAL_LM", bias="none",
+                              layers_to_transform=adapted_layers(lora_cfg, base.config.num_hidden_layers))
     with torch.random.fork_rng():  # the A matrices are random: the same init on every DDP rank, every run
         torch.manual_seed(seed)
         return get_peft_model(base, peft_cfg)
+
+
+def adapted_layers(lora_cfg: LoraConfig, num_layers: int) -> list[int] | None:
+    """The decoder layer indices that get LoRA (None: all of them)."""
+    top = lora_cfg.top_layers
+    if top is None:
+        return None
+    if not 1 <= top <= num_layers:
+        raise ValueError(f"lora.top_layers={top} is out of range: the model has {num_layers} decoder layers")
+    return list(range(num_layers - top, num_layers))
 
 
 @contextlib.contextmanager

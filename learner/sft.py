@@ -99,6 +99,8 @@ def validate_sft_config(cfg: SFTConfig) -> None:
         raise ConfigError(f"keep_checkpoints must be >= 1 (or null to keep all), got {cfg.keep_checkpoints}")
     if cfg.optim.warmup_steps < 0 or cfg.optim.lr <= 0:
         raise ConfigError("optim.lr must be > 0 and optim.warmup_steps >= 0")
+    if cfg.lora.top_layers is not None and cfg.lora.top_layers < 1:
+        raise ConfigError(f"lora.top_layers must be >= 1 (or null for every layer), got {cfg.lora.top_layers}")
 
 
 def total_steps(cfg: SFTConfig, n_examples: int) -> int:

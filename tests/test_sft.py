@@ -30,7 +30,7 @@ from learner.sft_data import (
     epoch_plan,
     worker_micro_batches,
 )
-from memroute.config import load_config
+from memroute.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 24
@@ -267,3 +267,24 @@ def test_corrupt_latest_checkpoint_is_an_error(reference, short_data, tmp_path):
 
 def test_batch_ids_hash_is_order_sensitive():
     assert batch_ids_hash(["a", "b"]) != batch_ids_hash(["b", "a"])
+
+
+def test_top_layers_puts_lora_in_the_last_layers_only():
+    import torch
+
+    from learner.config import LoraConfig, ModelConfig
+    from learner.lora import adapted_layers, build_policy
+
+    policy = build_policy(ModelConfig(name="tiny", dtype="float32"), LoraConfig(rank=4, top_layers=1))
+    n_layers = policy.config.num_hidden_layers
+    trainable = [name for name, p in policy.named_parameters() if p.requires_grad]
+    assert trainable and all(f"layers.{n_layers - 1}." in name for name in trainable), trainable
+    # every projection of the last layer is adapted, and nothing below it
+    assert len(trainable) == 2 * len(ALL_PROJECTIONS)
+    ids = torch.randint(0, 1000, (1, 16))
+    policy(input_ids=ids).logits.float().logsumexp(-1).sum().backward()
+    assert all(p.grad is not None for p in policy.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="lora.top_layers=5 is out of range: the model has 2 decoder layers"):
+        adapted_layers(LoraConfig(top_layers=5), 2)
+    with pytest.raises(ConfigError, match="lora.top_layers must be >= 1"):
+        validate_sft_config(SFTConfig(lora=LoraConfig(top_layers=0)))
