@@ -65,3 +65,8 @@ def test_ship_builds_the_folder_from_an_adapter_and_its_eval(tmp_path):
     assert card.rstrip().endswith("Trained for the test.") and "test.jsonl" in card
     with pytest.raises(FileNotFoundError, match="LoRA adapter not found"):
         ship(str(tmp_path / "nope"), eval_dir, [], out=tmp_path / "router2")
+    # an adapter in the last layers only (lora.top_layers) says so in its card
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**cfg, "layers_to_transform": [1]}))
+    card = (ship(str(adapter), eval_dir, [], out=tmp_path / "router3") / "README.md").read_text()
+    assert "in decoder layers 1-1" in card

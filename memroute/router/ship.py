@@ -44,6 +44,9 @@ def write_adapter(adapter: Path, out: Path) -> dict:
 def model_card(cfg: dict, ours: dict, baselines: list[tuple[str, dict]], data: str, notes: str) -> str:
     systems = [("memroute router (this adapter)", ours)] + baselines
     mods = ", ".join(cfg.get("target_modules") or [])
+    layers = cfg.get("layers_to_transform")
+    if layers:  # lora.top_layers: the adapter sits in the last decoder layers only
+        mods += f" in decoder layers {min(layers)}-{max(layers)}" if isinstance(layers, list) else f" in layer {layers}"
     return f"""# memroute router: SmolLM2-135M-Instruct + LoRA
 
 Reads a marketing conversation and answers with the memory categories it should be stored under
