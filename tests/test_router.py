@@ -1,6 +1,6 @@
 """The shipped default router (memroute/router/): which adapter `default` / `none` pick, and how the folder is
-built (float16 tensors, a model card whose figures come from the metrics files). No trained adapter is shipped
-yet (see the README's Status), so these tests build router folders in temp dirs."""
+built (float16 tensors, a model card whose figures come from the metrics files). The tests build router folders in
+temp dirs, so they hold whether or not an adapter is shipped."""
 
 import json
 from pathlib import Path

@@ -2,8 +2,8 @@
 
 Once shipped, this folder holds the adapter (adapter_config.json + adapter_model.safetensors, float16), its model
 card (README.md: data, recipe, metrics, limits) and its evaluation (metrics.json). `memroute eval` and `memroute
-serve` use it when no adapter / checkpoint is given and the model is the default one (the base model while no
-adapter is shipped); `none` asks for the base model. None is shipped yet: the README's Status says why.
+serve` use it when no adapter / checkpoint is given and the model is the default one (the base model in a
+checkout without an adapter here); `none` asks for the base model. The shipped one and its limits: README.md here.
 `python -m memroute.router.ship` (re)builds the folder from a trained adapter and its evaluation.
 """
 

@@ -63,9 +63,10 @@ reference's teacher, Cohere Command-R-Plus, then normalized). Evaluation: {data}
 reference's own held-out split), greedy decoding with the vLLM engine (`memroute eval`).
 
 ## Recipe
-`configs/recipe_sft.yaml` (LoRA SFT on Ray Train), then `configs/recipe_rl.yaml` (RL from the SFT adapter:
-vLLM rollout workers, importance-sampled policy gradient on the routing reward, verified weight pushes);
-the commands are in the README ("The full recipe").
+The full recipe is `configs/recipe_sft.yaml` (LoRA SFT on Ray Train), then `configs/recipe_rl.yaml` (RL from the
+SFT adapter: vLLM rollout workers, importance-sampled policy gradient on the routing reward, verified weight
+pushes); the commands are in the README ("The full recipe"). How this adapter was trained, and how far that run
+got, is at the end of this card.
 
 ## Results ({data})
 {comparison_tables(systems)}
