@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 
+from bench import require_positive
 from data.embedded import TRAIN_PATH
 
 DEFAULT_OUT = "bench/results/lora_depth.json"
@@ -34,9 +35,7 @@ def parse_args(argv=None):
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     args = p.parse_args(argv)
-    for name in ("top_layers", "batch", "repeats"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    require_positive(p, args, ("top_layers", "batch", "repeats"))
     return args
 
 

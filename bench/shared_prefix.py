@@ -21,6 +21,8 @@ import statistics
 import sys
 import time
 
+from bench import require_positive
+
 DEFAULT_OUT = "bench/results/shared_prefix.json"
 
 
@@ -38,9 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    for name in ("prompt_tokens", "n", "completion_tokens", "repeats"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    require_positive(p, args, ("prompt_tokens", "n", "completion_tokens", "repeats"))
     return args
 
 

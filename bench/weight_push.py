@@ -23,6 +23,8 @@ import statistics
 import sys
 import time
 
+from bench import require_positive
+
 DEFAULT_OUT = "bench/results/weight_push.json"
 VERIFY_TOL = 1e-3  # float32 on both sides: the gaps are ~1e-5; a missed / wrong push moves logprobs by >> 0.01
 
@@ -48,9 +50,7 @@ def parse_args(argv=None):
     bad = [s for s in args.strategies if s not in ("lora", "merged")]
     if bad or not args.strategies:
         p.error(f"--strategies: unknown {bad}; use lora and/or merged")
-    for name in ("rank", "pushes", "prompts", "n", "max_tokens"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    require_positive(p, args, ("rank", "pushes", "prompts", "n", "max_tokens"))
     return args
 
 
