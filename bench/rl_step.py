@@ -3,10 +3,11 @@
     python -m bench.rl_step --adapter runs/sft-shared/adapter [--steps 6] [--prompts 8] [--n 8]
                             [--out bench/results/rl_step.json] [key=value ... RLConfig overrides]
 
-Runs `learner.rl.train_rl` twice from the same start (configs/cpu_rl.yaml, the given SFT adapter, the same
-conversations): `mode=sync`, then `mode=off_policy`. Step 1 of each is left out of the means (engine and
-allocator warm-up). Reports per mode: seconds per step, rollout / update / push seconds, the push's share of
-the step, the probe's sampler-vs-learner logprob gap after each push, and the off-policy speed-up.
+Runs `learner.rl.train_rl` three times from the same start (configs/cpu_rl.yaml, the given SFT adapter, the same
+conversations): `mode=sync`, `mode=off_policy`, and `mode=sync` with `learner.threads=2` (the learner uses the
+rollout worker's core too while that waits). Step 1 of each is left out of the means (engine and allocator
+warm-up). Reports per run: seconds per step, rollout / update / push seconds, the push's share of the step, the
+probe's sampler-vs-learner logprob gap after each push, and the speed-ups over plain sync.
 Start from an SFT adapter: the base model rarely writes a parseable answer, so its groups are mostly all -1,
 dropped, and there is little to update.
 """
@@ -34,14 +35,19 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def run_mode(args, mode: str, run_dir: Path) -> dict:
+# (row, mode, extra overrides): the third row lets the learner use both cores while the rollout worker waits
+VARIANTS = [("sync", "sync", []), ("off_policy", "off_policy", []),
+            ("sync_threads2", "sync", ["learner.threads=2"])]
+
+
+def run_mode(args, mode: str, run_dir: Path, extra=()) -> dict:
     from learner.rl import RLConfig, train_rl
     from learner.tracking import read_metrics
     from memroute.config import load_config
 
     over = [f"mode={mode}", f"steps={args.steps}", f"prompts_per_step={args.prompts}", f"rollout.n={args.n}",
             f"run_dir={run_dir}", f"checkpoint_every={args.steps}", "eval_limit=8", "eval_every=0",
-            *([f"learner.adapter={args.adapter}"] if args.adapter else []), *args.overrides]
+            *([f"learner.adapter={args.adapter}"] if args.adapter else []), *extra, *args.overrides]
     train_rl(load_config(RLConfig, "configs/cpu_rl.yaml", over))
     rows = read_metrics(run_dir / "metrics.jsonl")[1:]  # step 1: warm-up
     updated = [r for r in rows if "push_seconds" in r]
@@ -66,21 +72,23 @@ def main(argv=None) -> int:
     ray.init(num_cpus=2, include_dashboard=False)
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-rl-") as tmp:
-        for mode in ("sync", "off_policy"):
-            results[mode] = run_mode(args, mode, Path(tmp) / mode)
+        for name, mode, extra in VARIANTS:
+            results[name] = run_mode(args, mode, Path(tmp) / name, extra)
     speedup = results["sync"]["step_seconds"] / results["off_policy"]["step_seconds"]
+    threads_speedup = results["sync"]["step_seconds"] / results["sync_threads2"]["step_seconds"]
     share = max(r["push_share"] or 0.0 for r in results.values())
     report = {"bench": "rl_step", "args": vars(args), "machine": platform.platform(), "results": results,
-              "off_policy_speedup": speedup, "max_push_share": share,
+              "off_policy_speedup": speedup, "sync_threads2_speedup": threads_speedup, "max_push_share": share,
               "targets": {"off_policy_speedup": ">= 1.5", "push_share": "<= 0.05"}}
     print(f"RL step, default model, {args.prompts} prompts x {args.n} samples, adapter {args.adapter}")
-    print(f"{'mode':<11} {'s/step':>7} {'rollout':>8} {'update':>7} {'push':>6} {'push %':>7} {'probe gap':>10} "
+    print(f"{'mode':<13} {'s/step':>7} {'rollout':>8} {'update':>7} {'push':>6} {'push %':>7} {'probe gap':>10} "
           f"{'ratio':>6} {'reward':>7}")
     for mode, r in results.items():
-        print(f"{mode:<11} {r['step_seconds']:>7.2f} {r['rollout_seconds']:>8.2f} {r['update_seconds']:>7.2f} "
+        print(f"{mode:<13} {r['step_seconds']:>7.2f} {r['rollout_seconds']:>8.2f} {r['update_seconds']:>7.2f} "
               f"{r['push_seconds']:>6.2f} {100 * (r['push_share'] or 0):>6.1f}% {r['max_probe_gap'] or 0:>10.2e} "
               f"{r['mean_ratio']:>6.3f} {r['reward']:>7.3f}")
-    print(f"off-policy speed-up {speedup:.2f}x (target >= 1.5x); push share {100 * share:.1f}% (target <= 5%)")
+    print(f"off-policy speed-up {speedup:.2f}x (target >= 1.5x); sync with a 2-thread learner {threads_speedup:.2f}x; "
+          f"push share {100 * share:.1f}% (target <= 5%)")
     write_json_atomic(args.out, report)
     print(f"wrote {args.out}")
     ray.shutdown()

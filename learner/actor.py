@@ -73,6 +73,8 @@ class Learner:
         from learner.lora import build_policy
 
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)  # Ray set OMP_NUM_THREADS to the actor's num_cpus
         self.device = torch.device("cuda" if cfg.use_gpu and torch.cuda.is_available() else "cpu")
         self.policy = build_policy(cfg.model, cfg.lora, adapter=cfg.adapter, seed=cfg.seed).to(self.device)
         self.params = [p for p in self.policy.parameters() if p.requires_grad]

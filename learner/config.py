@@ -82,5 +82,8 @@ class LearnerConfig:
     num_learners: int = 1  # data-parallel learner actors (gradients all-reduced over a torch.distributed group)
     use_gpu: bool = False
     cpus_per_learner: int = 1
+    # torch threads of each learner (None: cpus_per_learner). In sync mode on one machine the learner and the
+    # rollout workers take turns, so the learner can use the workers' cores too while they wait (bench.rl_step)
+    threads: int | None = None
     total_steps: int = 100  # for the LR schedule
     seed: int = 0

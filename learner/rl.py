@@ -247,6 +247,8 @@ def train_rl(cfg: RLConfig) -> dict:
     if cfg.placement_strategy not in (*STRATEGIES, "none"):
         raise ValueError(f"placement_strategy must be one of {', '.join(STRATEGIES)} or none, "
                          f"got {cfg.placement_strategy!r}")
+    if cfg.learner.threads is not None and cfg.learner.threads < 1:
+        raise ValueError(f"learner.threads must be >= 1, got {cfg.learner.threads}")
     train, held_out = read_examples(cfg.train_data), read_examples(cfg.eval_data)
     if not train:
         raise ValueError(f"no training conversations in {cfg.train_data}")

@@ -48,6 +48,18 @@ def test_updates_follow_the_advantage_and_bump_the_version():
     assert w0.keys() == w1.keys() and any(not torch.equal(w0[k], w1[k]) for k in w0)
 
 
+def test_threads_sets_the_learners_torch_threads():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # as Ray sets it for a 1-CPU actor
+        Learner(config(threads=2))
+        assert torch.get_num_threads() == 2
+        Learner(config())  # None leaves what Ray (cpus_per_learner) set
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_reference_logprobs_ignore_the_adapter():
     learner = Learner(config())
     ref_before = learner.logprobs(PROMPT, [GOOD], reference=True)

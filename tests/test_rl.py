@@ -40,6 +40,8 @@ def test_step_batches_cover_each_epoch_once_and_are_reproducible():
 def test_bad_mode_is_refused():
     with pytest.raises(ValueError, match="mode must be sync or off_policy"):
         train_rl(load_config(RLConfig, None, TINY + ["mode=async"]))
+    with pytest.raises(ValueError, match="learner.threads must be >= 1"):
+        train_rl(load_config(RLConfig, None, TINY + ["learner.threads=0"]))
 
 
 def tiny_cfg(run_dir, **over) -> RLConfig:
