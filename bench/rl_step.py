@@ -35,8 +35,9 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-# (row, mode, extra overrides): the third row lets the learner use both cores while the rollout worker waits
-VARIANTS = [("sync", "sync", []), ("off_policy", "off_policy", []),
+# (row, mode, extra overrides): a 1-thread learner beside the 1-CPU rollout worker, then the third row lets the
+# learner use both cores while the worker waits (configs/cpu_rl.yaml's default)
+VARIANTS = [("sync", "sync", ["learner.threads=1"]), ("off_policy", "off_policy", ["learner.threads=1"]),
             ("sync_threads2", "sync", ["learner.threads=2"])]
 
 
