@@ -103,6 +103,21 @@ def validate_sft_config(cfg: SFTConfig) -> None:
         raise ConfigError(f"lora.top_layers must be >= 1 (or null for every layer), got {cfg.lora.top_layers}")
 
 
+def _check_top_layers(cfg: SFTConfig, model_path) -> None:
+    """lora.top_layers against the model's depth, on the driver: in a Ray Train worker the same error would come
+    back wrapped in a WorkerGroupError after the cluster has started."""
+    if cfg.lora.top_layers is None or not Path(model_path).is_dir():  # a hub id: left to the workers
+        return
+    from transformers import AutoConfig
+
+    from learner.lora import adapted_layers
+
+    try:
+        adapted_layers(cfg.lora, AutoConfig.from_pretrained(model_path, local_files_only=True).num_hidden_layers)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def total_steps(cfg: SFTConfig, n_examples: int) -> int:
     per_epoch = steps_per_epoch(n_examples, cfg.batch_size)
     if per_epoch == 0:
@@ -519,7 +534,8 @@ def train_sft(cfg: SFTConfig) -> dict:
 
     validate_sft_config(cfg)
     run_dir = Path(cfg.run_dir).expanduser().resolve()
-    resolve_model(cfg.model.name)  # the models module's clear error for a missing model, before any worker starts
+    model_path = resolve_model(cfg.model.name)  # the models module's clear error for a missing model, up front
+    _check_top_layers(cfg, model_path)
     tokenizer = load_tokenizer(cfg.model.name)
     examples = load_sft_examples(cfg.train_data, tokenizer, cfg.max_seq_len)
     steps = total_steps(cfg, len(examples))

@@ -25,7 +25,8 @@ from data.embedded import TEST_PATH, TRAIN_PATH
 
 REPO = Path(__file__).resolve().parents[1]
 # What keeps the whole quickstart under 30 minutes on a 2-core CPU: LoRA in the last 8 decoder layers at lr 1e-3
-# (the shipped router's recipe, 1.9x the SFT speed of all layers) and a 4-step RL run; --sft / --rl add to these
+# (the shipped router's recipe for the default model, 1.9x the SFT speed of all layers; other models keep
+# configs/cpu_sft.yaml) and a 4-step RL run; --sft / --rl add to these
 QUICK_SFT = ["lora.top_layers=8", "optim.lr=1e-3"]
 QUICK_RL = ["steps=4"]
 SHIPPED = "shipped router"
@@ -38,7 +39,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/quickstart")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N test conversations")
     p.add_argument("--sft", nargs="*", default=[], metavar="KEY=VALUE",
-                   help=f"overrides of configs/cpu_sft.yaml, after the quickstart's own ({' '.join(QUICK_SFT)})")
+                   help=f"overrides of configs/cpu_sft.yaml, after the quickstart's own for the default model "
+                        f"({' '.join(QUICK_SFT)})")
     p.add_argument("--rl", nargs="*", default=[], metavar="KEY=VALUE",
                    help=f"overrides of configs/cpu_rl.yaml, after the quickstart's own ({' '.join(QUICK_RL)})")
     p.add_argument("--no-serve", action="store_true", help="stop after evaluation and plots")
@@ -80,7 +82,8 @@ def run(args) -> int:
 
     stage(2, "SFT on the embedded train split (Ray Train)")
     sft_cfg = load_config(SFTConfig, REPO / "configs" / "cpu_sft.yaml",
-                          [f"model.name={args.model}", f"run_dir={out / 'sft'}", *QUICK_SFT, *args.sft])
+                          [f"model.name={args.model}", f"run_dir={out / 'sft'}",
+                           *(QUICK_SFT if is_default_model(args.model) else []), *args.sft])
     sft = train_sft(sft_cfg)
     print(f"      adapter {sft['adapter']}")
 

@@ -15,8 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_quickstart_runs_every_stage_on_the_tiny_model(tmp_path):
     out = tmp_path / "qs"
     cmd = [sys.executable, "-m", "memroute.cli", "quickstart", "--model", "tiny", "--out", str(out), "--limit", "4",
-           "--no-serve", "--sft", "max_steps=2", "cpus_per_worker=1", "lora.top_layers=null",  # tiny: 2 layers
-           "--rl", "steps=2", "rollout.n=4",
+           "--no-serve", "--sft", "max_steps=2", "cpus_per_worker=1", "--rl", "steps=2", "rollout.n=4",
            "rollout.max_tokens=8", "prompts_per_step=2", "rollout.reward=toy_low_ids", "rollout.engine.kv_cache_gib=1",
            "learner.lora.rank=32"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1500)

@@ -288,3 +288,10 @@ def test_top_layers_puts_lora_in_the_last_layers_only():
         adapted_layers(LoraConfig(top_layers=5), 2)
     with pytest.raises(ConfigError, match="lora.top_layers must be >= 1"):
         validate_sft_config(SFTConfig(lora=LoraConfig(top_layers=0)))
+
+
+def test_top_layers_deeper_than_the_model_is_refused_before_training(short_data, tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(ConfigError, match="lora.top_layers=5 is out of range: the model has 2 decoder layers"):
+        train_sft(tiny_cfg(run_dir, short_data, **{"lora.top_layers": 5}))
+    assert not run_dir.exists()  # refused before anything was written
