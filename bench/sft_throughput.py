@@ -1,14 +1,27 @@
-"""SFT throughput: the Ray Train path (learner.sft.train_sft) vs a bare torch loop, side by side in one run.
+"""SFT throughput by loss path: today's path vs the frozen-trunk cache, for LoRA in the last k layers, side by side.
 
-    python -m bench.sft_throughput [--model smollm2-135m] [--steps N] [--out bench/results/sft_throughput.json]
+    python -m bench.sft_throughput [--model smollm2-135m] [--ks 2,4,8] [--examples 16] [--steps 3]
+                                   [--data ../shared/data/train.jsonl] [--out bench/results/sft_throughput.json]
 
-Both paths use configs/cpu_sft.yaml (model overridable), the same tokenized examples, the same batches (the plan of
-epoch 0 from step 0), the same AdamW + schedule and the same step function (`learner.sft.sft_step`), one worker with
-`cpus_per_worker` torch threads. The bare loop runs in a fresh subprocess (its own peak RSS is the learner's alone);
-the Ray path's figures come from its metrics.jsonl and its worker's peak RSS. The first `--warmup` steps of each are
-not timed. The two paths run in alternating rounds (`--rounds`) and each keeps its best round, so a busy neighbour on
-a shared machine does not decide the ratio. tokens/s counts prompt + answer tokens (no padding) over the timed steps' wall time, per-step overheads
-(logging, metrics, progress bar) included; the final checkpoint comes after the last timed step.
+Rows, for each k (`lora.top_layers=k`, rank 32, all projections, float32, batch 8, 2 threads):
+
+- `plain`: the whole model forward on right-padded examples, logits only from the first answer position
+  (`learner.sft.masked_ce_sum`, the path every run took before the cache);
+- `plain+prefix`: the whole model, the shared prompt prefix run once per micro-batch (`learner.segment`);
+- `cached`: the top k layers from stored layer-(N-k) states, each example's whole prompt in its row (a cache built
+  with a one-token prefix);
+- `cached+prefix`: the same with the shared prefix stored once and run once per micro-batch (what
+  `trunk.cache=true` trains with).
+
+Every row runs in a fresh subprocess (its peak RSS is its own) on the same examples and batches (`--examples`,
+the longest-first prefix of a seeded shuffle of `--data`), one untimed warm-up step, then `--steps` timed
+optimizer steps (forward, backward, AdamW). tokens/s counts every token of the examples (prompt + answer, the
+prefix included), so rows compare as time per epoch. The cached rows also time their cache build (no grad, the
+layers below the cut), reported as tokens/s and as minutes for the corpus. Minutes per epoch use the token count
+of `--corpus` (the reference train split when present). Achieved GFLOP/s counts the dense matmul FLOPs of the
+layers each path runs per token (2 x params forward; adapted layers again for the backward to their inputs,
+LoRA's own FLOPs and attention's score matmuls left out), against a float32 matmul of the model's MLP shape timed
+in the same run.
 """
 
 from __future__ import annotations
@@ -16,146 +29,192 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from bench import require_positive
+
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO / "configs" / "cpu_sft.yaml"
+SHARED_TRAIN = REPO.parent / "shared" / "data" / "train.jsonl"
+PATHS = ("plain", "plain+prefix", "cached", "cached+prefix")
 
 
-def _config(args, run_dir: Path):
-    from learner.config import SFTConfig
-    from memroute.config import load_config
+def _data_default() -> str:
+    from data.embedded import TRAIN_PATH
 
-    return load_config(SFTConfig, args.config, [
-        f"model.name={args.model}", f"max_steps={args.warmup + args.steps}", "checkpoint_every=1000000",
-        f"run_dir={run_dir}", *args.override])
+    return str(SHARED_TRAIN if SHARED_TRAIN.exists() else TRAIN_PATH)
 
 
-def bare_loop(args) -> dict:
-    """The same steps without Ray: build, then time `sft_step` over the first warmup + steps batches."""
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench.sft_throughput", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="smollm2-135m", help="model name/path (smollm2-135m, tiny, ...)")
+    p.add_argument("--ks", default="2,4,8", help="comma-separated lora.top_layers values")
+    p.add_argument("--examples", type=int, default=16, help="examples the timed steps draw from (batch 8)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=3, help="timed optimizer steps per row (after one warm-up)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--data", default=None, help="examples to time (default: the reference train split, else the "
+                                                "embedded one)")
+    p.add_argument("--corpus", default=None, help="dataset whose tokens define one epoch (default: --data)")
+    p.add_argument("--out", default=str(REPO / "bench" / "results" / "sft_throughput.json"))
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    require_positive(p, args, ("examples", "batch", "steps", "threads"))
+    args.data = args.data or _data_default()
+    args.corpus = args.corpus or args.data
+    return args
+
+
+def _examples(args, tokenizer):
+    from learner.sft_data import load_sft_examples
+
+    examples = load_sft_examples(args.data, tokenizer, 4096)
+    order = list(range(len(examples)))
+    random.Random(0).shuffle(order)
+    return [examples[i] for i in order[: args.examples]]
+
+
+def _layer_params(model) -> int:
+    from learner.segment import decoder_parts
+
+    layer = decoder_parts(model)[0].layers[0]
+    return sum(p.numel() for n, p in layer.named_parameters() if "lora_" not in n)
+
+
+def child(args, k: int, path: str) -> dict:
+    """One row, in this (fresh) process."""
+    import tempfile
+
     import torch
 
+    from learner.config import LoraConfig, ModelConfig, SFTConfig
     from learner.lora import build_policy
     from learner.models import load_tokenizer
-    from learner.sft import build_optimizer, peak_rss_mb, sft_step, total_steps
-    from learner.sft_data import epoch_plan, load_sft_examples, steps_per_epoch
+    from learner.segment import num_layers
+    from learner.sft import answer_loss_fn, build_optimizer, peak_rss_mb, shared_prefix_len, sft_step
+    from learner.trunk_cache import open_cache
 
-    cfg = _config(args, Path(tempfile.gettempdir()) / "unused")
-    torch.set_num_threads(cfg.cpus_per_worker)
-    tokenizer = load_tokenizer(cfg.model.name)
-    examples = load_sft_examples(cfg.train_data, tokenizer, cfg.max_seq_len)
-    steps = total_steps(cfg, len(examples))
-    policy = build_policy(cfg.model, cfg.lora, seed=cfg.seed)
+    torch.set_num_threads(args.threads)
+    tokenizer = load_tokenizer(args.model)
+    examples = _examples(args, tokenizer)
+    cfg = SFTConfig(model=ModelConfig(name=args.model, dtype="float32"), lora=LoraConfig(top_layers=k),
+                    batch_size=args.batch)
+    policy = build_policy(cfg.model, cfg.lora)
     policy.train()
-    params, optimizer, scheduler = build_optimizer(cfg, policy, steps)
-    torch.manual_seed(cfg.seed)
-    lengths = [ex.n_tokens for ex in examples]
-    per_epoch = steps_per_epoch(len(examples), cfg.batch_size)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    rows, t_prev = [], time.time()
-    for step in range(steps):
-        epoch, in_epoch = divmod(step, per_epoch)
-        batch = epoch_plan(lengths, cfg.batch_size, cfg.seed, epoch)[in_epoch]
-        out = sft_step(policy, params, optimizer, scheduler, examples, batch, lengths, 0, 1, cfg.grad_accum, pad,
-                       "cpu", cfg.optim.max_grad_norm)
-        now = time.time()
-        rows.append({"step": step + 1, "loss": out["loss"], "tokens": out["tokens"], "seconds": now - t_prev})
-        t_prev = now
-    return {"rows": rows, "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads()}
+    n_layers = num_layers(policy)
+    params, optimizer, scheduler = build_optimizer(cfg, policy, args.steps + 1)
+    P = shared_prefix_len(examples)
+    build = None
+    with tempfile.TemporaryDirectory(prefix="bench-trunk-") as tmp:
+        if path.startswith("cached"):
+            prefix = P if path.endswith("prefix") else 1
+            t0 = time.perf_counter()
+            cache = open_cache(policy, [ex.input_ids for ex in examples], n_layers - k, tmp, prefix, "float16")
+            seconds = time.perf_counter() - t0
+            built = sum(ex.n_tokens - prefix for ex in examples)
+            build = {"tokens": built, "seconds": seconds, "tokens_per_s": built / seconds, "prefix_len": prefix}
+            ce_fn = answer_loss_fn(policy, examples, 0, "cpu", cache=cache)
+        else:
+            ce_fn = answer_loss_fn(policy, examples, 0, "cpu", prefix_len=P if path.endswith("prefix") else 0)
+        lengths = [ex.n_tokens for ex in examples]
+        batches = [list(range(i, i + args.batch)) for i in range(0, len(examples) - args.batch + 1, args.batch)]
+        times, tokens, losses = [], [], []
+        for step in range(args.steps + 1):
+            batch = batches[step % len(batches)]
+            t0 = time.perf_counter()
+            out = sft_step(policy, params, optimizer, scheduler, examples, batch, lengths, 0, 1, 1, ce_fn, "cpu",
+                           1.0)
+            if step:  # the first step is the warm-up
+                times.append(time.perf_counter() - t0)
+                tokens.append(out["tokens"])
+            losses.append(out["loss"])
+    return {"k": k, "path": path, "layers": n_layers, "layer_params": _layer_params(policy), "prefix_len": P,
+            "tokens": sum(tokens), "seconds": sum(times), "tokens_per_s": sum(tokens) / sum(times),
+            "losses": losses, "build": build, "peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads()}
 
 
-def _summary(tokens: list[int], seconds: float) -> dict:
-    return {"steps": len(tokens), "tokens": sum(tokens), "seconds": seconds,
-            "tokens_per_s": sum(tokens) / seconds if seconds > 0 else float("nan"),
-            "s_per_step": seconds / len(tokens) if tokens else float("nan")}
+def matmul_gflops(threads: int, m: int = 2048, k: int = 576, n: int = 1536, repeats: int = 20) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    for _ in range(3):
+        a @ b
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * m * k * n * repeats / (time.perf_counter() - t0) / 1e9
 
 
-def run_ray(args) -> dict:
-    from learner.sft import ensure_ray, read_metrics, train_sft
+def corpus_tokens(args) -> tuple[int, int]:
+    """(tokens, tokens after the shared prefix) of one epoch of `--corpus`."""
+    from learner.models import load_tokenizer
+    from learner.sft import shared_prefix_len
+    from learner.sft_data import load_sft_examples
 
-    ensure_ray()
-    with tempfile.TemporaryDirectory(prefix="sft-bench-") as tmp:
-        cfg = _config(args, Path(tmp) / "run")
-        t0 = time.time()
-        out = train_sft(cfg)
-        wall = time.time() - t0
-        rows = read_metrics(Path(tmp) / "run" / "metrics.jsonl")
-    timed = rows[args.warmup:]
-    seconds = timed[-1]["elapsed"] - rows[args.warmup - 1]["elapsed"] if args.warmup else timed[-1]["elapsed"]
-    return {**_summary([r["tokens"] for r in timed], seconds), "losses": [r["loss"] for r in rows],
-            "peak_rss_mb": out.get("peak_rss_mb"), "wall_s_incl_startup": wall,
-            "batch_ids_hash": [r["batch_ids_hash"] for r in rows]}
+    examples = load_sft_examples(args.corpus, load_tokenizer(args.model), 4096)
+    total = sum(ex.n_tokens for ex in examples)
+    return total, total - len(examples) * shared_prefix_len(examples)
 
 
-def run_bare(args) -> dict:
-    cmd = [sys.executable, "-m", "bench.sft_throughput", "--bare-child", "--model", args.model, "--steps",
-           str(args.steps), "--warmup", str(args.warmup), "--config", str(args.config)]
-    for o in args.override:
-        cmd += ["--override", o]
-    t0 = time.time()
+def gflop_per_token(row: dict) -> float:
+    """Dense matmul GFLOP per token of the layers this path runs (see the module doc)."""
+    per_layer = 2 * row["layer_params"] / 1e9
+    k, n = row["k"], row["layers"]
+    trunk = 0 if row["path"].startswith("cached") else n - k
+    return per_layer * (trunk + 2 * k)
+
+
+def run_row(args, k: int, path: str) -> dict:
+    cmd = [sys.executable, "-m", "bench.sft_throughput", "--child", f"{k}:{path}", "--model", args.model,
+           "--examples", str(args.examples), "--batch", str(args.batch), "--steps", str(args.steps),
+           "--threads", str(args.threads), "--data", args.data]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"bare loop failed:\n{proc.stderr[-4000:]}")
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    timed = res["rows"][args.warmup:]
-    return {**_summary([r["tokens"] for r in timed], sum(r["seconds"] for r in timed)),
-            "losses": [r["loss"] for r in res["rows"]], "peak_rss_mb": res["peak_rss_mb"],
-            "wall_s_incl_startup": time.time() - t0, "threads": res["threads"]}
+        raise RuntimeError(f"row k={k} {path} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.sft_throughput", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--steps", type=int, default=4, help="timed optimizer steps per path")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating bare/Ray rounds; the best of each is kept")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
-    parser.add_argument("--override", action="append", default=[], help="extra key=value config overrides")
-    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "sft_throughput.json"))
-    parser.add_argument("--bare-child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.warmup < 1:
-        parser.error("--warmup must be >= 1 (the first step includes one-time costs)")
+def main(argv=None) -> int:
+    args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.bare_child:
-        print(json.dumps(bare_loop(args)))
+    if args.child:
+        k, path = args.child.split(":", 1)
+        print(json.dumps(child(args, int(k), path)))
         return 0
-
     from data.atomic import write_json_atomic
-    from learner.sft import peak_rss_mb
 
-    rounds = {"bare": [], "ray_train": []}
-    for i in range(args.rounds):  # alternate (bare first, then Ray first, ...); keep each path's best round
-        for key in (("bare", "ray_train") if i % 2 == 0 else ("ray_train", "bare")):
-            rounds[key].append(run_bare(args) if key == "bare" else run_ray(args))
-    bare = max(rounds["bare"], key=lambda r: r["tokens_per_s"])
-    ray_ = max(rounds["ray_train"], key=lambda r: r["tokens_per_s"])
-    ratio = ray_["tokens_per_s"] / bare["tokens_per_s"]
-    same = all([round(a, 4) for a in b["losses"]] == [round(x, 4) for x in r["losses"]]
-               for b in rounds["bare"] for r in rounds["ray_train"])
-    cfg = _config(args, Path("unused"))
-    result = {
-        "model": args.model, "config": str(args.config), "batch_size": cfg.batch_size,
-        "cpus_per_worker": cfg.cpus_per_worker, "warmup_steps": args.warmup, "timed_steps": args.steps,
-        "rounds": args.rounds, "cpu_count": os.cpu_count(), "loadavg_at_end": os.getloadavg(),
-        "bare": bare, "ray_train": ray_, "ray_over_bare": ratio, "target": 0.8, "same_losses": same,
-        "all_rounds": {k: [{x: r[x] for x in ("tokens_per_s", "s_per_step")} for r in v] for k, v in rounds.items()},
-        "driver_peak_rss_mb": peak_rss_mb(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    ks = [int(x) for x in args.ks.split(",")]
+    gemm = matmul_gflops(args.threads)
+    epoch_tokens, epoch_rest = corpus_tokens(args)
+    rows = [run_row(args, k, path) for k in ks for path in PATHS]
+    gemm_end = matmul_gflops(args.threads)
+    base = {r["k"]: r["tokens_per_s"] for r in rows if r["path"] == "plain"}
+    for r in rows:
+        r["ratio_to_plain"] = r["tokens_per_s"] / base[r["k"]]
+        r["minutes_per_epoch"] = epoch_tokens / r["tokens_per_s"] / 60
+        r["gflops"] = gflop_per_token(r) * r["tokens_per_s"]
+        if r["build"]:
+            rest = epoch_rest if r["build"]["prefix_len"] > 1 else epoch_tokens
+            r["build"]["minutes_for_corpus"] = rest / r["build"]["tokens_per_s"] / 60
+    result = {"model": args.model, "data": args.data, "corpus": args.corpus, "corpus_tokens": epoch_tokens,
+              "corpus_tokens_after_prefix": epoch_rest, "examples": args.examples, "batch": args.batch,
+              "timed_steps": args.steps, "threads": args.threads, "cpu_count": os.cpu_count(),
+              "matmul_gflops": {"start": gemm, "end": gemm_end}, "loadavg_at_end": os.getloadavg(), "rows": rows,
+              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     write_json_atomic(args.out, result)
-    print(f"\nSFT throughput, {args.model}, batch {cfg.batch_size}, {cfg.cpus_per_worker} threads, "
-          f"{args.steps} timed steps after {args.warmup} warmup, best of {args.rounds} alternating rounds")
-    print(f"{'path':<12} {'tokens/s':>10} {'s/step':>8} {'peak RSS MB':>12} {'wall s':>8}")
-    for name, r in (("bare torch", bare), ("Ray Train", ray_)):
-        print(f"{name:<12} {r['tokens_per_s']:>10.1f} {r['s_per_step']:>8.2f} {r['peak_rss_mb']:>12.0f} "
-              f"{r['wall_s_incl_startup']:>8.1f}")
-    for name, key in (("bare torch", "bare"), ("Ray Train", "ray_train")):
-        print(f"  {name} rounds, tokens/s: " + ", ".join(f"{r['tokens_per_s']:.1f}" for r in rounds[key]))
-    print(f"Ray Train / bare = {ratio:.3f} (target >= 0.8); identical losses: {same}; written to {args.out}")
+    print(f"\nSFT throughput, {args.model}, batch {args.batch}, {args.threads} threads, {args.steps} timed steps, "
+          f"epoch = {epoch_tokens} tokens of {args.corpus}; float32 matmul {gemm:.0f}-{gemm_end:.0f} GFLOP/s")
+    print(f"{'k':>2} {'path':<14} {'tokens/s':>9} {'x plain':>8} {'min/epoch':>10} {'GFLOP/s':>8} "
+          f"{'cache min':>10} {'peak RSS MB':>12}")
+    for r in rows:
+        cache = f"{r['build']['minutes_for_corpus']:.1f}" if r["build"] else "-"
+        print(f"{r['k']:>2} {r['path']:<14} {r['tokens_per_s']:>9.0f} {r['ratio_to_plain']:>8.2f} "
+              f"{r['minutes_per_epoch']:>10.1f} {r['gflops']:>8.1f} {cache:>10} {r['peak_rss_mb']:>12.0f}")
+    print(f"written to {args.out}")
     return 0
 
 

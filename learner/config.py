@@ -36,6 +36,17 @@ class OptimConfig:
     warmup_steps: int = 10
     schedule: str = "cosine"  # cosine | linear | constant (after warmup)
     max_grad_norm: float = 1.0
+    # LoRA+ (peft's create_loraplus_optimizer): the B matrices learn at lr * loraplus_ratio; None = plain AdamW
+    loraplus_ratio: float | None = None
+
+
+@dataclass
+class TrunkConfig:
+    # The frozen-trunk cache (learner.trunk_cache): with lora.top_layers=k, the layers below the adapter run once
+    # per example (no grad) and every epoch trains the top k layers on their stored output.
+    cache: bool = False
+    dtype: str = "float16"  # float16 | float32 (storage; float32 gives the uncached path's gradients)
+    cache_dir: str | None = None  # None: <run_dir>/trunk_cache; share one folder between runs of the same model
 
 
 @dataclass
@@ -43,6 +54,13 @@ class SFTConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    trunk: TrunkConfig = field(default_factory=TrunkConfig)
+    # The prompt tokens every example shares (chat template + system message) run once per micro-batch, not
+    # once per example (learner.segment); same loss and gradients up to float rounding.
+    shared_prefix: bool = True
+    # Start from this saved LoRA adapter (e.g. memroute/router or an earlier run's adapter/) with a fresh
+    # optimizer and schedule: how training continues across machines. Its LoRA settings win over `lora`.
+    init_adapter: str | None = None
     train_data: str = str(TRAIN_PATH)
     eval_data: str = str(TEST_PATH)
     run_dir: str = "runs/sft"

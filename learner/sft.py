@@ -99,6 +99,14 @@ def validate_sft_config(cfg: SFTConfig) -> None:
         raise ConfigError(f"keep_checkpoints must be >= 1 (or null to keep all), got {cfg.keep_checkpoints}")
     if cfg.optim.warmup_steps < 0 or cfg.optim.lr <= 0:
         raise ConfigError("optim.lr must be > 0 and optim.warmup_steps >= 0")
+    if cfg.trunk.cache and cfg.lora.top_layers is None and not cfg.init_adapter:
+        raise ConfigError("trunk.cache=true needs lora.top_layers=k (the layers below the adapter are the trunk)")
+    if cfg.trunk.dtype not in ("float16", "float32"):
+        raise ConfigError(f"trunk.dtype must be float16 or float32, got {cfg.trunk.dtype!r}")
+    if cfg.optim.loraplus_ratio is not None and cfg.optim.loraplus_ratio < 1:
+        raise ConfigError(f"optim.loraplus_ratio must be >= 1 (or null), got {cfg.optim.loraplus_ratio}")
+    if cfg.init_adapter and not (Path(cfg.init_adapter).expanduser() / "adapter_config.json").is_file():
+        raise ConfigError(f"init_adapter={cfg.init_adapter}: no LoRA adapter there (expected adapter_config.json)")
     if cfg.lora.top_layers is not None and cfg.lora.top_layers < 1:
         raise ConfigError(f"lora.top_layers must be >= 1 (or null for every layer), got {cfg.lora.top_layers}")
 
@@ -116,6 +124,15 @@ def _check_top_layers(cfg: SFTConfig, model_path) -> None:
         adapted_layers(cfg.lora, AutoConfig.from_pretrained(model_path, local_files_only=True).num_hidden_layers)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+
+
+def shared_prefix_len(examples: Sequence[TokenizedExample]) -> int:
+    """Tokens every example's prompt starts with (0 when fewer than two examples share any)."""
+    from learner.segment import common_prefix_len
+
+    if len(examples) < 2:
+        return 0
+    return common_prefix_len([ex.input_ids for ex in examples], cap=min(ex.n_prompt for ex in examples) - 1)
 
 
 def total_steps(cfg: SFTConfig, n_examples: int) -> int:
@@ -310,8 +327,15 @@ def build_optimizer(cfg: SFTConfig, policy, steps: int):
     from transformers import get_scheduler
 
     params = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
-                                  weight_decay=cfg.optim.weight_decay)
+    if cfg.optim.loraplus_ratio is not None:
+        from peft.optimizers import create_loraplus_optimizer
+
+        optimizer = create_loraplus_optimizer(policy, torch.optim.AdamW, lr=cfg.optim.lr,
+                                              loraplus_lr_ratio=cfg.optim.loraplus_ratio,
+                                              betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+                                      weight_decay=cfg.optim.weight_decay)
     scheduler = get_scheduler(SCHEDULES[cfg.optim.schedule], optimizer,
                               num_warmup_steps=cfg.optim.warmup_steps, num_training_steps=steps)
     return params, optimizer, scheduler
@@ -333,14 +357,51 @@ def masked_ce_sum(model, mb: dict, device):
                            reduction="sum")
 
 
+def answer_loss_fn(model, examples: Sequence[TokenizedExample], pad_id: int, device, prefix_len: int = 0,
+                   cache=None):
+    """`fn(indices) -> summed answer cross-entropy` of those examples, by the path the run uses:
+
+    - `cache` (a `learner.trunk_cache.TrunkCache`): the top layers only, from the stored trunk states;
+    - ``prefix_len > 0``: the whole model, the shared prefix run once per micro-batch (`learner.segment`);
+    - otherwise one right-padded forward per micro-batch (`masked_ce_sum`).
+    """
+    from learner.segment import embed, prefix_answer_ce
+
+    dtype = next(p for p in model.parameters()).dtype
+    if cache is not None:
+        P = cache.prefix_len
+
+        def cached(indices):
+            ids = [examples[i].input_ids for i in indices]
+            prefix, rows = cache.tensors(ids, dtype, device)
+            return prefix_answer_ce(model, prefix, rows, [x[P:] for x in ids], [examples[i].n_answer for i in indices],
+                                    start=cache.layer)
+        return cached
+    if prefix_len > 0:
+        import torch
+
+        P = prefix_len
+
+        def shared(indices):
+            ids = [examples[i].input_ids for i in indices]
+            prefix = embed(model, torch.tensor(ids[0][:P], device=device))
+            rows = [embed(model, torch.tensor(x[P:], device=device)) for x in ids]
+            return prefix_answer_ce(model, prefix, rows, [x[P:] for x in ids], [examples[i].n_answer for i in indices])
+        return shared
+    return lambda indices: masked_ce_sum(model, collate(examples, indices, pad_id), device)
+
+
 def sft_step(model, params, optimizer, scheduler, examples: Sequence[TokenizedExample], batch: Sequence[int],
-             lengths: Sequence[int], rank: int, world: int, grad_accum: int, pad_id: int, device,
-             max_grad_norm: float) -> dict:
+             lengths: Sequence[int], rank: int, world: int, grad_accum: int, ce_fn, device,
+             max_grad_norm: float, manual_allreduce: bool = False) -> dict:
     """One optimizer step over a global batch; this worker does its share.
 
     The loss is the token mean over all answer tokens of the global batch: each micro-batch's summed
     cross-entropy is divided by that global count (known to every worker from the plan) and multiplied by the
-    world size (DDP averages gradients over workers), so DDP + accumulation equals one big batch.
+    world size (DDP averages gradients over workers), so DDP + accumulation equals one big batch. `ce_fn(indices)`
+    is the summed answer cross-entropy of a micro-batch (`answer_loss_fn`). A loss that does not go through the
+    DDP module's forward (the shared-prefix and cached paths call its layers) averages the gradients itself
+    (`manual_allreduce`), after the last micro-batch.
     """
     import torch
     import torch.distributed as dist
@@ -351,14 +412,18 @@ def sft_step(model, params, optimizer, scheduler, examples: Sequence[TokenizedEx
     ddp = hasattr(model, "no_sync")
     ce_total = torch.zeros((), dtype=torch.float64, device=device)
     for m, idx in enumerate(micro):
-        mb = collate(examples, idx, pad_id)
         sync = not ddp or m == len(micro) - 1
         with contextlib.nullcontext() if sync else model.no_sync():
-            ce = masked_ce_sum(model, mb, device)
+            ce = ce_fn(idx)
             (ce * (world / n_answer)).backward()
         ce_total += ce.detach().double()
     if world > 1:
         dist.all_reduce(ce_total)
+        if manual_allreduce:
+            for p in params:
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= world
     lr = scheduler.get_last_lr()[0]
     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else math.inf)
     optimizer.step()
@@ -409,10 +474,20 @@ def _train_loop(config: dict) -> dict:
                 raise CheckpointError(f"checkpoint {ckpt.path} was made with different training data, batch_size or "
                                       f"seed (data plan {state['plan_fingerprint']} != {config['plan_fingerprint']})")
             adapter = folder / "adapter"
+        if adapter is None and cfg.init_adapter:
+            adapter = Path(cfg.init_adapter)
         policy = build_policy(cfg.model, cfg.lora, adapter=adapter, trainable=True, seed=cfg.seed)
     policy.train()
-    model = ray.train.torch.prepare_model(policy)  # to the device; DDP when world > 1 (gloo on CPU, NCCL on GPU)
+    # The shared-prefix and cached losses call the model's layers, not its forward, so DDP's hooks would not
+    # run: those paths average gradients themselves (sft_step's manual_allreduce).
+    segment_path = cfg.trunk.cache or config["prefix_len"] > 0
+    model = ray.train.torch.prepare_model(policy, parallel_strategy=None if segment_path else "ddp")
     params, optimizer, scheduler = build_optimizer(cfg, policy, steps)
+    pad_id = config["pad_id"]
+    cache = None
+    if cfg.trunk.cache:
+        cache = _open_trunk_cache(cfg, policy, examples, run_dir, rank, world)
+    ce_fn = answer_loss_fn(policy, examples, pad_id, device, prefix_len=config["prefix_len"], cache=cache)
     start, elapsed0 = 0, 0.0
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
@@ -427,7 +502,6 @@ def _train_loop(config: dict) -> dict:
         random.seed(cfg.seed + rank)
         torch.manual_seed(cfg.seed + rank)
 
-    pad_id = config["pad_id"]
     lengths = [ex.n_tokens for ex in examples]
     per_epoch = steps_per_epoch(len(examples), cfg.batch_size)
     # rank 0 writes the run's figures; the Ray progress bar because this runs inside a Ray Train worker
@@ -465,7 +539,7 @@ def _train_loop(config: dict) -> dict:
         batch = plans[epoch][in_epoch]
         t_step = time.time()
         out = sft_step(model, params, optimizer, scheduler, examples, batch, lengths, rank, world, cfg.grad_accum,
-                       pad_id, device, cfg.optim.max_grad_norm)
+                       ce_fn, device, cfg.optim.max_grad_norm, manual_allreduce=segment_path)
         step += 1
         now = time.time()
         row = {"step": step, "epoch": epoch, "step_in_epoch": in_epoch, "loss": out["loss"], "lr": out["lr"],
@@ -481,6 +555,47 @@ def _train_loop(config: dict) -> dict:
     if observer is not None:
         observer.close()
     return result
+
+
+def lowest_adapted_layer(policy) -> int:
+    """The index of the lowest decoder layer that holds LoRA weights (the trunk is everything below it)."""
+    import re
+
+    found = [int(m.group(1)) for name, _ in policy.named_parameters() if "lora_" in name
+             for m in [re.search(r"\.layers\.(\d+)\.", name)] if m]
+    if not found:
+        raise ConfigError("the adapter has no LoRA weights in decoder layers; the trunk cache needs lora.top_layers")
+    return min(found)
+
+
+def _open_trunk_cache(cfg: SFTConfig, policy, examples, run_dir: Path, rank: int, world: int):
+    """Rank 0 builds what is missing (the others wait at a barrier), then every rank opens the folder."""
+    import torch.distributed as dist
+    from tqdm import tqdm
+
+    from learner.trunk_cache import open_cache
+
+    layer = lowest_adapted_layer(policy)
+    cache_dir = Path(cfg.trunk.cache_dir).expanduser() if cfg.trunk.cache_dir else run_dir / "trunk_cache"
+    ids = [ex.input_ids for ex in examples]
+    prefix_len = shared_prefix_len(examples)
+    if prefix_len < 1:
+        raise ConfigError("trunk.cache needs examples that share a prompt prefix (the chat template's), and "
+                          "at least two examples")
+    if rank == 0:
+        bar = tqdm(total=None, unit="tok", desc=f"trunk cache (layers 0-{layer - 1})", mininterval=5)
+
+        def progress(done, total):
+            bar.total = total
+            bar.n = done
+            bar.refresh() if done == total else bar.update(0)
+        cache = open_cache(policy, ids, layer, cache_dir, prefix_len, cfg.trunk.dtype, progress)
+        bar.close()
+    if world > 1:
+        dist.barrier()
+    if rank != 0:
+        cache = open_cache(policy, ids, layer, cache_dir, prefix_len, cfg.trunk.dtype)
+    return cache
 
 
 # --- the driver -----------------------------------------------------------------------------------------------
@@ -534,6 +649,10 @@ def train_sft(cfg: SFTConfig) -> dict:
 
     validate_sft_config(cfg)
     run_dir = Path(cfg.run_dir).expanduser().resolve()
+    if cfg.trunk.cache_dir:  # resolved here: Ray Train workers run in a folder of their own
+        cfg.trunk.cache_dir = str(Path(cfg.trunk.cache_dir).expanduser().resolve())
+    if cfg.init_adapter:
+        cfg.init_adapter = str(Path(cfg.init_adapter).expanduser().resolve())
     model_path = resolve_model(cfg.model.name)  # the models module's clear error for a missing model, up front
     _check_top_layers(cfg, model_path)
     tokenizer = load_tokenizer(cfg.model.name)
@@ -541,6 +660,7 @@ def train_sft(cfg: SFTConfig) -> dict:
     steps = total_steps(cfg, len(examples))
     fingerprint = plan_fingerprint(examples, cfg.batch_size, cfg.seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    prefix_len = shared_prefix_len(examples) if cfg.shared_prefix else 0
 
     resume = resolve_resume(cfg, run_dir)
     start = 0
@@ -565,7 +685,7 @@ def train_sft(cfg: SFTConfig) -> dict:
         _train_loop,
         train_loop_config={"cfg": cfg, "examples": examples, "run_dir": str(run_dir), "total_steps": steps,
                            "resume_path": str(resume) if resume else None, "plan_fingerprint": fingerprint,
-                           "local_storage": local, "pad_id": pad_id},
+                           "local_storage": local, "pad_id": pad_id, "prefix_len": prefix_len},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cfg.cpus_per_worker}),
         run_config=ray.train.RunConfig(name=RAY_RUN_NAME, storage_path=str(run_dir),

@@ -1,0 +1,138 @@
+"""Running a slice of a decoder's layers, and the shared-prefix forward built on it.
+
+A causal LM here is ``embed -> layers[0:N] -> norm -> lm_head``. Two things need a slice of that stack:
+
+- the frozen-trunk cache (`learner.trunk_cache`): with LoRA only in ``layers[L:N]``, the output of ``layers[0:L]``
+  never changes, so it is computed once and training runs ``layers[L:N]`` on it;
+- the shared prefix: every SFT prompt starts with the same tokens (chat template + system message), so a
+  micro-batch runs them once (batch 1, KV cache kept with its graph), broadcasts the cache to the batch as
+  stride-0 views and runs each example's rest on top of it. The gradients of all rows flowing into the prefix's
+  keys/values are summed by the ``expand`` backward, so the result equals the per-row forward up to float
+  rounding (`learner.logprobs.group_logprobs` does the same for N completions of one RL prompt).
+
+`prefix_answer_ce` is both at once: ``start=0`` runs the whole model from token embeddings, ``start=L`` runs the
+top layers from cached layer-L states. Logits are computed only at the positions that score an answer token.
+
+The layer loop mirrors transformers' ``LlamaModel.forward`` (rotary embeddings, ``create_causal_mask`` sized
+against the cache layer of the first layer run); models with that layout (Llama, Mistral, Qwen2, SmolLM2) work,
+others are refused by name.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+
+class SegmentError(TypeError):
+    """The model does not have the decoder layout a layer slice needs."""
+
+
+def decoder_parts(model):
+    """(decoder, lm_head) of a plain HF causal LM, a peft wrapper of one, or a DDP wrapper of either."""
+    m = getattr(model, "module", model)  # DDP
+    if hasattr(m, "get_base_model"):  # peft
+        m = m.get_base_model()
+    inner, head = getattr(m, "model", None), getattr(m, "lm_head", None)
+    for part in ("layers", "rotary_emb", "norm", "embed_tokens"):
+        if inner is None or not hasattr(inner, part) or head is None:
+            raise SegmentError(f"{type(m).__name__} has no {part!r} in the decoder layout memroute slices "
+                               f"(model.layers / rotary_emb / norm / embed_tokens, lm_head)")
+    return inner, head
+
+
+def num_layers(model) -> int:
+    return len(decoder_parts(model)[0].layers)
+
+
+def run_layers(model, hidden: Tensor, start: int, stop: int | None, position_ids: Tensor,
+               attention_mask: Tensor | None, cache=None) -> Tensor:
+    """``layers[start:stop]`` on ``hidden [B, T, H]`` (the input of layer `start`); returns the output of layer
+    ``stop - 1`` (no final norm). With `cache` (a DynamicCache) the layers read and extend it."""
+    from transformers.masking_utils import create_causal_mask
+
+    inner, _ = decoder_parts(model)
+    mask = create_causal_mask(config=inner.config, inputs_embeds=hidden, attention_mask=attention_mask,
+                              past_key_values=cache, position_ids=position_ids, layer_idx=start)
+    position_embeddings = inner.rotary_emb(hidden, position_ids=position_ids)
+    for layer in inner.layers[start:stop]:
+        hidden = layer(hidden, attention_mask=mask, position_embeddings=position_embeddings,
+                       position_ids=position_ids, past_key_values=cache, use_cache=cache is not None)
+    return hidden
+
+
+def embed(model, ids: Tensor) -> Tensor:
+    return decoder_parts(model)[0].embed_tokens(ids)
+
+
+def common_prefix_len(sequences: Sequence[Sequence[int]], cap: int | None = None) -> int:
+    """Length of the longest token prefix all `sequences` share (at most `cap`)."""
+    if not sequences:
+        return 0
+    first = sequences[0]
+    n = min(len(s) for s in sequences)
+    if cap is not None:
+        n = min(n, cap)
+    for s in sequences[1:]:
+        i = 0
+        while i < n and s[i] == first[i]:
+            i += 1
+        n = i
+        if n == 0:
+            break
+    return n
+
+
+def _expand(cache, n: int) -> None:
+    from learner.logprobs import _expand_cache
+
+    _expand_cache(cache, n)
+
+
+def prefix_answer_ce(model, prefix: Tensor, rows: Sequence[Tensor], targets: Sequence[Sequence[int]],
+                     n_answer: Sequence[int], start: int = 0) -> Tensor:
+    """Summed cross-entropy of each row's answer tokens, the shared prefix run once.
+
+    `prefix` is ``[P, H]``: the input of layer `start` at the prefix positions (token embeddings when
+    ``start == 0``). ``rows[i]`` is ``[S_i, H]``, the same for the rest of example i (its prompt after the prefix
+    and its answer), ``targets[i]`` that rest's token ids and ``n_answer[i]`` how many of its last tokens are the
+    answer. Token t of a row is scored by the logits of position t - 1; the prefix is never scored (an answer
+    starts after the prefix: callers keep ``n_answer[i] < S_i``).
+    """
+    import torch.nn.functional as F
+    from transformers.cache_utils import DynamicCache
+
+    inner, head = decoder_parts(model)
+    device = prefix.device
+    n, P = len(rows), prefix.shape[0]
+    lengths = [r.shape[0] for r in rows]
+    for i, (s, a) in enumerate(zip(lengths, n_answer)):
+        if not 0 < a < s:
+            raise ValueError(f"row {i}: {a} answer tokens in a rest of {s} tokens (needs 0 < answer < rest)")
+
+    cache = DynamicCache(config=inner.config)
+    run_layers(model, prefix.unsqueeze(0), start, None, torch.arange(P, device=device).unsqueeze(0),
+               torch.ones((1, P), dtype=torch.long, device=device), cache)
+    _expand(cache, n)
+
+    S = max(lengths)
+    hidden = prefix.new_zeros((n, S, prefix.shape[1]))
+    attention = torch.zeros((n, P + S), dtype=torch.long, device=device)
+    attention[:, :P] = 1
+    for i, r in enumerate(rows):
+        hidden[i, : lengths[i]] = r
+        attention[i, P: P + lengths[i]] = 1
+    position_ids = (P + torch.arange(S, device=device)).unsqueeze(0).expand(n, -1)
+    out = run_layers(model, hidden, start, None, position_ids, attention, cache)
+
+    # positions S_i - a_i - 1 .. S_i - 2 of row i score its answer tokens S_i - a_i .. S_i - 1
+    b_idx, t_idx, tgt = [], [], []
+    for i, (s, a) in enumerate(zip(lengths, n_answer)):
+        b_idx.extend([i] * a)
+        t_idx.extend(range(s - a - 1, s - 1))
+        tgt.extend(int(t) for t in targets[i][s - a:])
+    sel = out[torch.tensor(b_idx, device=device), torch.tensor(t_idx, device=device)]  # [K, H]
+    logits = head(inner.norm(sel)).float()
+    return F.cross_entropy(logits, torch.tensor(tgt, device=device), reduction="sum")
