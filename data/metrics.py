@@ -146,15 +146,26 @@ def paired_bootstrap(pairs_a, pairs_b, n_boot: int = 1000, seed: int = 0) -> dic
     if len(pairs_a) != len(pairs_b) or not pairs_a:
         raise ValueError("paired bootstrap needs two non-empty prediction sets over the same examples")
     diffs = [b - a for a, b in zip(row_scores(pairs_a), row_scores(pairs_b))]
+    exact = [float(set(pb) == set(gb)) - float(set(pa) == set(ga)) for (pa, ga), (pb, gb) in zip(pairs_a, pairs_b)]
     rng = random.Random(seed)
     n = len(diffs)
-    boots = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(n_boot))
+    boots, exact_boots = [], []
+    for _ in range(n_boot):  # the same resampled rows for both figures
+        rows = [rng.randrange(n) for _ in range(n)]
+        boots.append(sum(diffs[i] for i in rows) / n)
+        exact_boots.append(sum(exact[i] for i in rows) / n)
+    boots.sort()
+    exact_boots.sort()
+    lo, hi = int(n_boot * 0.025), min(n_boot - 1, int(n_boot * 0.975))
     return {
         "mean_f1_a": sum(row_scores(pairs_a)) / n,
         "mean_f1_b": sum(row_scores(pairs_b)) / n,
         "delta": sum(diffs) / n,
-        "delta_ci95": [boots[int(n_boot * 0.025)], boots[min(n_boot - 1, int(n_boot * 0.975))]],
+        "delta_ci95": [boots[lo], boots[hi]],
         "p_b_not_better": sum(d <= 0 for d in boots) / n_boot,
+        "exact_delta": sum(exact) / n,
+        "exact_delta_ci95": [exact_boots[lo], exact_boots[hi]],
+        "p_b_exact_not_better": sum(d <= 0 for d in exact_boots) / n_boot,
     }
 
 

@@ -62,7 +62,7 @@ def test_ship_builds_the_folder_from_an_adapter_and_its_eval(tmp_path):
         assert str(v.dtype) == "torch.float16" and (v.float() - original[k]).abs().max() < 1e-2
     card = (out / "README.md").read_text()
     assert "| memroute router (this adapter) | 1.000" in card and f"| majority label | {majority['mean_f1']:.3f}" in card
-    assert card.rstrip().endswith("Trained for the test.") and "test.jsonl" in card
+    assert card.split("## Lineage")[0].rstrip().endswith("Trained for the test.") and "test.jsonl" in card
     with pytest.raises(FileNotFoundError, match="LoRA adapter not found"):
         ship(str(tmp_path / "nope"), eval_dir, [], out=tmp_path / "router2")
     # an adapter in the last layers only (lora.top_layers) says so in its card
@@ -70,3 +70,56 @@ def test_ship_builds_the_folder_from_an_adapter_and_its_eval(tmp_path):
     (adapter / "adapter_config.json").write_text(json.dumps({**cfg, "layers_to_transform": [1]}))
     card = (ship(str(adapter), eval_dir, [], out=tmp_path / "router3") / "README.md").read_text()
     assert "in decoder layers 1-1" in card
+
+
+def _predictions(path: Path, examples, correct: int) -> Path:
+    """Predictions that are right on the first `correct` examples and `none`-vs-label wrong on the rest."""
+    from data.metrics import Prediction, write_predictions
+
+    rows = [(ex.id, ex.categories if i < correct else (["user.role_context"] if ex.categories == ["none"]
+                                                        else ["none"]))
+            for i, ex in enumerate(examples)]
+    write_predictions(path, [Prediction(i, p, ", ".join(p)) for i, p in rows])
+    return path
+
+
+def test_ship_gate_and_lineage(tmp_path):
+    """A candidate that does not beat the incumbent's predictions is refused and nothing is written; one that
+    does ships, and the lineage records its run (data, steps, epochs seen) after the earlier releases."""
+    from bench.serve_load import random_adapter
+    from data.embedded import TEST_PATH, TRAIN_PATH
+    from data.schema import read_examples
+    from memroute.router.lineage import GateError, read_lineage
+
+    test = read_examples(TEST_PATH)
+    eval_dir = Path(_write_eval(tmp_path))
+    incumbent = _predictions(tmp_path / "incumbent.jsonl", test, len(test) // 2)
+    adapter = random_adapter(tmp_path / "adapter", "tiny", seed=0)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(f"train_data: {TRAIN_PATH}\nbatch_size: 8\nlora: {{top_layers: 4}}\n"
+                                     f"optim: {{lr: 0.001}}\ntrunk: {{cache: true}}\n")
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in range(1, 69)))
+    router = tmp_path / "router"
+
+    _predictions(eval_dir / "predictions.jsonl", test, len(test) // 2 - 3)  # worse than the incumbent
+    with pytest.raises(GateError, match="does not beat"):
+        ship(str(adapter), str(eval_dir), [], out=router, run_dir=str(run), incumbent=str(incumbent))
+    assert not router.exists()
+
+    _predictions(eval_dir / "predictions.jsonl", test, len(test))  # perfect: beats it
+    ship(str(adapter), str(eval_dir), [], out=router, run_dir=str(run), incumbent=str(incumbent))
+    lineage = read_lineage(router)
+    (entry,) = lineage["runs"]
+    assert entry["step"] == 68 and entry["examples_seen"] == 544
+    assert entry["epochs_seen"] == round(544 / len(read_examples(TRAIN_PATH)), 3)
+    assert entry["train_data"][0]["sha256"] and entry["trunk_cache"] is True
+    (release,) = lineage["ships"]
+    assert release["against_incumbent"]["delta"] > 0 and release["against_incumbent"]["delta_ci95"][0] > 0
+    card = (router / "README.md").read_text()
+    assert "## Lineage" in card and "544" in card
+    # a second release of a run continued from this router keeps the chain
+    (run / "config.yaml").write_text((run / "config.yaml").read_text() + f"init_adapter: {router}\n")
+    ship(str(adapter), str(eval_dir), [], out=router, run_dir=str(run))
+    lineage = read_lineage(router)
+    assert len(lineage["runs"]) == 2 and len(lineage["ships"]) == 2

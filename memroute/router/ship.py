@@ -1,6 +1,7 @@
 """Build the shipped router folder (memroute/router/) from a trained adapter and its test-split evaluation.
 
-    python -m memroute.router.ship --adapter runs/recipe-rl/adapter --eval runs/recipe-eval \\
+    python -m memroute.router.ship --adapter runs/recipe-rl/adapter --eval runs/recipe-eval --run runs/recipe-sft \\
+        --incumbent docs/results/<shipped>.predictions.jsonl \\
         --baseline "TF-IDF + LR=docs/results/tfidf_shared_test.json" ... --notes NOTES.md
 
 Writes, each atomically: adapter_config.json, adapter_model.safetensors (the LoRA tensors in float16: half the
@@ -20,6 +21,8 @@ from data.atomic import atomic_path, write_json_atomic, write_text_atomic
 from data.cli import system_spec
 from data.metrics import comparison_tables
 from memroute.router import ROUTER_DIR
+from memroute.router.lineage import (LINEAGE, GateError, check_beats, lineage_markdown, lineage_runs, read_lineage,
+                                     run_entry, ship_entry)
 
 HUB_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the base model is, for readers of the card
 
@@ -81,13 +84,29 @@ got, is at the end of this card.
 
 
 def ship(adapter: str, eval_dir: str, baselines: list[tuple[str, str]], notes: str = "",
-         out: Path = ROUTER_DIR) -> Path:
+         out: Path = ROUTER_DIR, run_dir: str | None = None, incumbent: str | None = None,
+         predictions: str | None = None) -> Path:
+    """Write the router folder. With `incumbent` (the shipped router's predictions on the same data), refuse
+    (GateError) unless the candidate beats it; with `run_dir`, record the run in the lineage."""
     metrics = json.loads(Path(eval_dir, "metrics.json").read_text(encoding="utf-8"))
     loaded = [(name, json.loads(Path(path).read_text(encoding="utf-8"))) for name, path in baselines]
+    predictions = predictions or str(Path(eval_dir, "predictions.jsonl"))
+    comparison = None
+    if incumbent:
+        data = metrics.get("config", {}).get("data")
+        if not data:
+            raise FileNotFoundError(f"{eval_dir}/metrics.json names no data file to compare on")
+        comparison = check_beats(Path(predictions), Path(incumbent), Path(data))
+    previous = read_lineage(out)
+    runs = previous["runs"]
+    if run_dir:
+        runs = lineage_runs(run_entry(Path(adapter), Path(run_dir)), out)
+    lineage = {"runs": runs, "ships": previous["ships"] + [ship_entry(str(adapter), metrics, predictions, comparison)]}
     cfg = write_adapter(Path(adapter), out)
     write_json_atomic(out / "metrics.json", metrics)
+    write_json_atomic(out / LINEAGE, lineage)
     data = Path(metrics.get("config", {}).get("data", "the test split")).name
-    write_text_atomic(out / "README.md", model_card(cfg, metrics, loaded, data, notes))
+    write_text_atomic(out / "README.md", model_card(cfg, metrics, loaded, data, notes) + "\n" + lineage_markdown(lineage))
     return out
 
 
@@ -100,6 +119,11 @@ def main(argv=None) -> int:
                    help="a system to compare with, scored on the same data (repeatable)")
     p.add_argument("--notes", help="a markdown file appended to the card (the run's budget, what it reached)")
     p.add_argument("--out", default=str(ROUTER_DIR))
+    p.add_argument("--run", help="the SFT run dir the adapter came from (config.yaml, metrics.jsonl): recorded in "
+                                 "the lineage")
+    p.add_argument("--incumbent", help="the shipped router's predictions.jsonl on the same data: refuse to ship "
+                                       "unless the candidate beats it (paired bootstrap)")
+    p.add_argument("--predictions", help="where the candidate's predictions are kept (default: EVAL/predictions.jsonl)")
     args = p.parse_args(argv)
     try:
         baselines = [system_spec(spec) for spec in args.baseline]
@@ -107,8 +131,9 @@ def main(argv=None) -> int:
         p.error(f"--baseline: {e}")
     notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
     try:
-        out = ship(args.adapter, args.eval, baselines, notes, Path(args.out))
-    except FileNotFoundError as e:
+        out = ship(args.adapter, args.eval, baselines, notes, Path(args.out), run_dir=args.run,
+                   incumbent=args.incumbent, predictions=args.predictions)
+    except (FileNotFoundError, GateError) as e:
         print(f"memroute.router.ship: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {out}: adapter_config.json, adapter_model.safetensors, metrics.json, README.md")
