@@ -22,3 +22,7 @@ from pathlib import Path
 EMBEDDED_DIR = Path(__file__).parent
 TRAIN_PATH = EMBEDDED_DIR / "train.jsonl"
 TEST_PATH = EMBEDDED_DIR / "test.jsonl"
+
+# Short conversations (2-4 turns, ~20-80 words), built by `short.py` from `short_bank.py`.
+SHORT_TRAIN_PATH = EMBEDDED_DIR / "short_train.jsonl"
+SHORT_TEST_PATH = EMBEDDED_DIR / "short_test.jsonl"
