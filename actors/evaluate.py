@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from data.baselines import majority_predictions, tfidf_predictions
+from data.mix import read_mix_examples
 from data.embedded import TEST_PATH, TRAIN_PATH
 from data.metrics import Prediction, align, compute_metrics, metrics_table, write_eval_outputs
 from data.parser import parse_answer
@@ -104,9 +105,9 @@ def run_eval(cfg: EvalConfig) -> dict:
         raise ValueError(f"no examples to evaluate in {cfg.data}")
     start = time.perf_counter()
     if cfg.backend == "majority":
-        predictions = majority_predictions(read_examples(cfg.train), examples)
+        predictions = majority_predictions(read_mix_examples(cfg.train), examples)
     elif cfg.backend == "tfidf":
-        predictions = tfidf_predictions(read_examples(cfg.train), examples)
+        predictions = tfidf_predictions(read_mix_examples(cfg.train), examples)
     elif cfg.backend == "hf":
         predictions = predict_with_model(cfg, examples)
     elif cfg.backend in ("vllm", "ray-data"):

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 from data.prompt import completion_text, render_prompt
-from data.schema import read_examples
+from data.mix import MixError, read_mix
 
 IGNORE_INDEX = -100
 WINDOW_BATCHES = 50  # length-sort windows of this many batches
@@ -59,28 +59,19 @@ def tokenize_example(tokenizer, example) -> TokenizedExample:
     return TokenizedExample(example.id, tuple(prompt) + tuple(answer), len(prompt))
 
 
-def data_paths(spec: str | os.PathLike) -> list[Path]:
-    """The files of a `train_data` value: one path, or several joined with commas (a mix, read in that order)."""
-    parts = [p.strip() for p in str(spec).split(",") if p.strip()]
-    if not parts:
-        raise SFTDataError("train_data is empty: name a JSONL or Parquet file (or several, comma-separated)")
-    return [Path(p).expanduser() for p in parts]
-
-
 def load_sft_examples(path: str | os.PathLike, tokenizer, max_seq_len: int) -> list[TokenizedExample]:
-    """Read and tokenize a labelled dataset (or a comma-separated mix of several); refuse an empty file, an id
+    """Read and tokenize a labelled dataset (or a comma-separated mix, `data.mix`); refuse an empty file, an id
     that two files share, or an example longer than `max_seq_len`."""
+    try:
+        mix = read_mix(path)
+    except MixError as e:
+        raise SFTDataError(str(e)) from None
     examples, where = [], {}
-    for path in data_paths(path):
-        rows = read_examples(path)
+    for file, rows in mix:
         if not rows:
-            raise SFTDataError(f"training dataset {path} is empty: it holds no examples to train on")
-        for ex in rows:
-            if ex.id in where:
-                raise SFTDataError(f"example id {ex.id!r} is in both {where[ex.id]} and {path}: ids must be unique "
-                                   f"across the files of a mix")
-            where[ex.id] = path
+            raise SFTDataError(f"training dataset {file} is empty: it holds no examples to train on")
         examples.extend(rows)
+        where.update((ex.id, file) for ex in rows)
     out = []
     for ex in examples:
         path = where[ex.id]

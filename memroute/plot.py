@@ -138,7 +138,7 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def _draw_chart(img, box: tuple[int, int, int, int], title: str, ylabel: str, data) -> None:
+def _draw_chart(img, box: tuple[int, int, int, int], title: str, ylabel: str, data, xlabel: str = "step") -> None:
     """One line chart inside `box` (left, top, right, bottom) of a Pillow image."""
     from PIL import ImageDraw
 
@@ -151,7 +151,8 @@ def _draw_chart(img, box: tuple[int, int, int, int], title: str, ylabel: str, da
     ys = [y for _, pts in data for _, y in pts]
     yt = nice_ticks(min(ys), max(ys))
     xt = nice_ticks(min(xs), max(xs)) if max(xs) > min(xs) else [min(xs) - 1, min(xs), min(xs) + 1]
-    xt = [t for t in xt if t == int(t)] or xt  # steps are integers
+    if xlabel == "step":
+        xt = [t for t in xt if t == int(t)] or xt  # steps are integers
     x_lo, x_hi, y_lo, y_hi = xt[0], xt[-1], yt[0], yt[-1]
 
     def at(x, y):
@@ -168,7 +169,7 @@ def _draw_chart(img, box: tuple[int, int, int, int], title: str, ylabel: str, da
         label = _fmt(t)
         draw.text((x - draw.textlength(label, font=small) / 2, py1 + 6), label, fill=(60, 60, 60), font=small)
     draw.rectangle([px0, py0, px1, py1], outline="black")
-    draw.text(((px0 + px1) / 2 - 12, py1 + 24), "step", fill="black", font=small)
+    draw.text(((px0 + px1) / 2 - 12, py1 + 24), xlabel, fill="black", font=small)
     if ylabel:
         draw.text((left + 6, py0 - 17), ylabel, fill=(60, 60, 60), font=small)
     for i, (label, pts) in enumerate(data):
@@ -185,11 +186,12 @@ def _draw_chart(img, box: tuple[int, int, int, int], title: str, ylabel: str, da
         draw.text((lx + 28, ly), label, fill="black", font=small)
 
 
-def render_pil(path: Path, title: str, ylabel: str, data, size: tuple[int, int] = (900, 480)) -> None:
+def render_pil(path: Path, title: str, ylabel: str, data, size: tuple[int, int] = (900, 480),
+               xlabel: str = "step") -> None:
     from PIL import Image
 
     img = Image.new("RGB", size, "white")
-    _draw_chart(img, (0, 0, *size), title, ylabel, data)
+    _draw_chart(img, (0, 0, *size), title, ylabel, data, xlabel)
     img.save(path, format="PNG")
 
 

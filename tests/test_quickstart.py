@@ -21,7 +21,7 @@ def test_quickstart_runs_every_stage_on_the_tiny_model(tmp_path):
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert list(summary) == ["majority baseline", "tiny zero-shot", "SFT", "SFT + RL"]
+    assert list(summary) == ["majority baseline", "TF-IDF + LR", "tiny zero-shot", "SFT", "SFT + RL"]
     assert all(0.0 <= s["mean_f1"] <= 1.0 for s in summary.values())
     assert (out / "sft" / "adapter" / "adapter_config.json").exists()
     assert (out / "rl" / "adapter" / "adapter_config.json").exists()

@@ -52,13 +52,13 @@ def run_entry(adapter: Path, run_dir: Path) -> dict:
     """What one SFT run was and how far the adapter got in it, from the run's config.yaml and metrics.jsonl."""
     import yaml
 
-    from learner.sft_data import data_paths
+    from data.mix import mix_paths
 
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if x]
     step = _checkpoint_step(adapter) or (rows[-1]["step"] if rows else 0)
     files = []
-    for p in data_paths(cfg["train_data"]):
+    for p in mix_paths(cfg["train_data"]):
         n = sum(1 for line in p.read_text(encoding="utf-8").splitlines() if line.strip()) if p.exists() else None
         files.append({"path": str(p), "sha256": _sha256(p) if p.exists() else None, "examples": n})
     n_examples = sum(f["examples"] or 0 for f in files)

@@ -1,0 +1,38 @@
+"""memroute.curve: which checkpoints a learning curve scores, and its plot (the scoring itself is memroute eval,
+tested on its own)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from data.embedded import TRAIN_PATH
+from memroute.curve import choose, plot
+
+
+def _run(tmp_path: Path, steps) -> Path:
+    run = tmp_path / "run"
+    for s in steps:
+        folder = run / "train" / f"checkpoint_{s:06d}"
+        folder.mkdir(parents=True)
+        (folder / "memroute_checkpoint.json").write_text(json.dumps({"global_step": s}))
+    (run / "train" / "checkpoint_000099").mkdir()  # no manifest: never committed, never scored
+    (run / "config.yaml").write_text(f"train_data: {TRAIN_PATH}\nbatch_size: 8\n")
+    return run
+
+
+def test_choose_every_epoch_all_and_given_steps(tmp_path):
+    per_epoch = sum(1 for line in TRAIN_PATH.read_text().splitlines() if line.strip()) // 8  # 34
+    run = _run(tmp_path, [25, 34, 50, 68, 75])
+    assert [s for s, _ in choose(run, None, True)] == [34, 68, 75]
+    assert per_epoch == 34
+    assert [s for s, _ in choose(run, None, False)] == [25, 34, 50, 68, 75]
+    assert [s for s, _ in choose(run, [50], False)] == [50]
+    with pytest.raises(FileNotFoundError, match="99"):
+        choose(run, [99], False)
+
+
+def test_plot_writes_a_png(tmp_path):
+    points = [{"set": "test", "epochs_seen": e, "mean_f1": f, "exact_match": f / 2} for e, f in ((1, .3), (2, .5))]
+    plot({"points": points}, tmp_path / "c.png", "run")
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
