@@ -46,6 +46,7 @@ class EvalConfig:
 
 
 BACKENDS = ("vllm", "ray-data", "hf", "majority", "tfidf")
+BASELINES = {"majority": "majority label", "tfidf": "TF-IDF + logistic regression"}  # backends without a model
 
 
 def engine_config(cfg: EvalConfig):
@@ -97,7 +98,9 @@ def run_eval(cfg: EvalConfig) -> dict:
 
     from memroute.router import choose_adapter
 
-    cfg = replace(cfg, adapter=choose_adapter(cfg.adapter, cfg.model))  # the folder actually loaded, or None
+    baseline = cfg.backend in BASELINES
+    # the folder actually loaded, or None; a baseline runs no model, and its metrics say so
+    cfg = replace(cfg, adapter=None if baseline else choose_adapter(cfg.adapter, cfg.model))
     examples = read_examples(cfg.data)
     if cfg.limit:
         examples = examples[:cfg.limit]
@@ -117,6 +120,10 @@ def run_eval(cfg: EvalConfig) -> dict:
     elapsed = time.perf_counter() - start
     metrics = compute_metrics(align(predictions, examples))
     metrics["config"] = asdict(cfg)
+    if baseline:  # what produced these predictions: the baseline and its training data, no model or adapter
+        metrics["config"].update(model=None, adapter=None, system=BASELINES[cfg.backend])
+    else:
+        metrics["config"].pop("train")
     metrics["seconds"] = elapsed
     write_eval_outputs(cfg.out, predictions, metrics, f"{predictions[0].model} on {Path(cfg.data).name}")
     return metrics
