@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections import Counter
+from pathlib import Path
 
 from data.metrics import align, comparison_tables, compute_metrics, metrics_table, paired_bootstrap, read_predictions
 from data.schema import ExampleError, read_examples, write_examples
@@ -13,19 +14,29 @@ from data.taxonomy import LABELS
 
 
 def cmd_validate(args) -> int:
+    """Every bad row of every file (file:line, field, problem), then `N rows, M bad` per file; exit 1 if any."""
     bad = 0
     for path in args.files:
+        if Path(path).is_file() and Path(path).stat().st_size == 0:
+            print(f"FAIL {path}: the file is empty (0 bytes)")
+            bad += 1
+            continue
         rejects: list[ExampleError] = []
         try:
             examples = read_examples(path, rejects=rejects)
-        except (ExampleError, FileNotFoundError) as e:
+        except (ExampleError, FileNotFoundError) as e:  # the whole file: missing, or not Parquet
             print(f"FAIL {e}")
             bad += 1
             continue
         for e in rejects:
             print(f"FAIL {e}")
+        rows = len(examples) + len(rejects)
+        if not rows:
+            print(f"FAIL {path}: no rows (only blank lines)")
+            bad += 1
+            continue
         bad += bool(rejects)
-        print(f"{'ok  ' if not rejects else 'bad '} {path}: {len(examples)} valid rows, {len(rejects)} rejected")
+        print(f"{'ok  ' if not rejects else 'bad '} {path}: {rows} rows, {len(rejects)} bad")
     return 1 if bad else 0
 
 
@@ -78,8 +89,6 @@ def system_spec(spec: str) -> tuple[str, str]:
 
 
 def cmd_table(args) -> int:
-    from pathlib import Path
-
     systems = []
     for name, path in map(system_spec, args.systems):
         if not Path(path).exists():

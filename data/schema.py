@@ -121,14 +121,6 @@ def validate_example(obj: Any, where: str, require_labels: bool = True) -> Examp
     return Example(ex_id, conversation, categories, horizon, scope, source, metadata)
 
 
-def _check_unique(examples: list[Example], path: Path) -> None:
-    seen: set[str] = set()
-    for ex in examples:
-        if ex.id in seen:
-            raise ExampleError(str(path), "id", f"duplicate id {ex.id!r}")
-        seen.add(ex.id)
-
-
 def _jsonl_rows(path: Path) -> Iterable[tuple[str, Any]]:
     raw = path.read_bytes()
     lines = raw.split(b"\n")
@@ -142,13 +134,17 @@ def _jsonl_rows(path: Path) -> Iterable[tuple[str, Any]]:
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise ExampleError(where, "<row>", f"is not valid UTF-8 (byte {e.start}: {line[e.start:e.start + 4]!r})") from None
+            yield where, ExampleError(where, "<row>", f"is not valid UTF-8 (byte {e.start}: "
+                                                      f"{line[e.start:e.start + 4]!r})")
+            continue
         try:
-            yield where, json.loads(text)
-        except json.JSONDecodeError as e:
+            obj = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as e:
             truncated = i == len(lines) and not ends_with_newline
             hint = "the last line looks truncated (no newline, incomplete JSON)" if truncated else "malformed JSON"
-            raise ExampleError(where, "<row>", f"{hint}: {e.msg} at column {e.colno}") from None
+            detail = f"{e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError) else "nested too deep"
+            obj = ExampleError(where, "<row>", f"{hint}: {detail}")
+        yield where, obj  # a bad line as its ExampleError: the reader goes on to the next one
 
 
 def _parquet_rows(path: Path) -> Iterable[tuple[str, Any]]:
@@ -169,21 +165,28 @@ def read_examples(path: str | os.PathLike, require_labels: bool = True,
     """Read a .jsonl or .parquet file of examples.
 
     By default the first bad row raises. Pass a `rejects` list to collect bad rows there and keep the rest
-    (the teacher pipeline and `memroute data validate` do that).
+    (the teacher pipeline and `memroute data validate` do that): rows that do not fit the schema, lines that are
+    not JSON or not UTF-8, and repeated ids (the first row with an id is kept; the error names both lines).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"dataset not found: {path}")
     rows = _parquet_rows(path) if path.suffix == ".parquet" else _jsonl_rows(path)
-    examples = []
+    examples, first_at = [], {}
     for where, obj in rows:
         try:
-            examples.append(validate_example(obj, where, require_labels=require_labels))
+            if isinstance(obj, ExampleError):
+                raise obj
+            ex = validate_example(obj, where, require_labels=require_labels)
+            if ex.id in first_at:
+                raise ExampleError(where, "id", f"duplicate id {ex.id!r}, first at {first_at[ex.id]}")
+            place = where.removeprefix(f"{path}:")  # "7" (a JSONL line) or "row 6" (Parquet)
+            first_at[ex.id] = f"line {place}" if place.isdigit() else place
+            examples.append(ex)
         except ExampleError as e:
             if rejects is None:
                 raise
             rejects.append(e)
-    _check_unique(examples, path)
     return examples
 
 

@@ -43,7 +43,25 @@ def test_data_validate_stats_convert(tmp_path):
     proc = memroute("data", "validate", bad, check=False)
     assert proc.returncode == 1
     assert f"{bad}:2: field 'categories': unknown category 'company.vibes'" in proc.stdout
-    assert "2 valid rows, 1 rejected" in proc.stdout
+    assert f"{bad}: 3 rows, 1 bad" in proc.stdout
+
+
+def test_data_validate_lists_every_bad_row(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    lines = TEST_PATH.read_text().splitlines()[:3]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join([lines[0], '{"id": "x", broken', lines[1], lines[0], "[1, 2", lines[2]]) + "\n")
+    proc = memroute("data", "validate", empty, bad, TEST_PATH, check=False)
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert f"FAIL {empty}: the file is empty (0 bytes)" in out
+    first_id = json.loads(lines[0])["id"]
+    assert f"{bad}:2: field '<row>': malformed JSON" in out  # a broken line no longer stops the file
+    assert f"{bad}:4: field 'id': duplicate id '{first_id}', first at line 1" in out
+    assert f"{bad}:5: field '<row>': malformed JSON" in out
+    assert f"{bad}: 6 rows, 3 bad" in out
+    assert f"ok   {TEST_PATH}: " in out  # the files after a bad one are still checked
 
 
 def test_eval_majority_and_score(tmp_path):

@@ -76,11 +76,21 @@ def test_rejects_are_collected_when_asked(tmp_path):
     rejects = []
     good = read_examples(path, rejects=rejects)
     assert [e.id for e in good] == ["t-0", "t-2"] and len(rejects) == 1 and rejects[0].where.endswith(":2")
+    # lines that are not JSON, not UTF-8, or repeat an id are rejects too: reading goes on past them
+    lines = [json.dumps(row(0)), '{"id": broken', json.dumps(row(1)), json.dumps(row(0)), json.dumps(row(2))]
+    path = tmp_path / "broken.jsonl"
+    path.write_bytes("\n".join(lines).encode() + b"\n\xff\xfe\n")
+    rejects = []
+    good = read_examples(path, rejects=rejects)
+    assert [e.id for e in good] == ["t-0", "t-1", "t-2"]
+    assert [(e.where.rsplit(":", 1)[1], e.field) for e in rejects] == [("2", "<row>"), ("4", "id"), ("6", "<row>")]
+    assert "malformed JSON" in rejects[0].problem and "first at line 1" in rejects[1].problem
+    assert "not valid UTF-8" in rejects[2].problem
 
 
 def test_duplicate_ids_and_missing_file(tmp_path):
-    with pytest.raises(ExampleError, match="duplicate id 't-0'"):
-        read_examples(write_lines(tmp_path / "dup.jsonl", [row(0), row(0)]))
+    with pytest.raises(ExampleError, match=r"dup.jsonl:3: field 'id': duplicate id 't-0', first at line 1"):
+        read_examples(write_lines(tmp_path / "dup.jsonl", [row(0), row(1), row(0)]))
     with pytest.raises(FileNotFoundError, match="dataset not found"):
         read_examples(tmp_path / "nope.jsonl")
 
