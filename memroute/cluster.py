@@ -33,6 +33,7 @@ import shlex
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,17 +112,37 @@ def auth_env(token_path: str | None) -> dict[str, str]:
 def auth_headers(token_path: str | None) -> dict[str, str]:
     """The HTTP header the dashboard (job API) checks. Passed explicitly, so a client works whatever this process's
     Ray auth settings were when `ray` was first imported (Ray reads RAY_AUTH_MODE once, at import)."""
-    path = Path(token_path).expanduser() if token_path else Path.home() / ".ray" / "auth_token"
+    path = Path(token_path).expanduser() if token_path else default_token_path()
     if not path.exists():
         raise ClusterError(f"no Ray auth token at {path} (`ray get-auth-token --generate` makes one)")
     return {"Authorization": f"Bearer {path.read_text().strip()}"}
 
 
+def default_token_path() -> Path:
+    """Where Ray reads its auth token and where its generator writes one (`ray get-auth-token --generate`, or
+    `ray.init` with RAY_AUTH_MODE=token and no token)."""
+    return Path.home() / ".ray" / "auth_token"
+
+
+@contextmanager
+def private_if_created(path: Path):
+    """A token file the body creates at `path` ends up 0600: Ray's generator writes it with the umask's mode
+    (0644 as a rule), readable by every user of the machine. A file that was there before is left as it is."""
+    existed = path.exists()
+    try:
+        yield
+    finally:
+        if not existed and path.exists():
+            os.chmod(path, 0o600)
+
+
 def ensure_token(token_path: str | None) -> None:
-    """A token must exist before `ray start` with RAY_AUTH_MODE=token (it refuses to start without one)."""
+    """A token must exist before `ray start` with RAY_AUTH_MODE=token (it refuses to start without one); one made
+    here is 0600."""
     if token_path is None:
-        subprocess.run([ray_bin(), "get-auth-token", "--generate"], check=True, stdout=subprocess.DEVNULL,
-                       env={**os.environ, "RAY_AUTH_MODE": "token"})
+        with private_if_created(default_token_path()):
+            subprocess.run([ray_bin(), "get-auth-token", "--generate"], check=True, stdout=subprocess.DEVNULL,
+                           env={**os.environ, "RAY_AUTH_MODE": "token"}, umask=0o077)  # 0600 from the start
         return
     path = Path(token_path).expanduser()
     if not path.exists():

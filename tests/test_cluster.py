@@ -27,7 +27,10 @@ from memroute.cluster import (
     ClusterConfig,
     Ports,
     auth_env,
+    default_token_path,
+    ensure_token,
     job_client,
+    private_if_created,
     ray_bin,
     start_head,
     stop_head,
@@ -80,6 +83,33 @@ def test_validator_rejects_what_ray_up_would():
     del bad["available_node_types"]["gpu_worker"]["resources"]
     with pytest.raises(jsonschema.ValidationError):
         validate_config(bad)
+
+
+def test_the_ray_token_files_memroute_makes_are_0600(tmp_path, monkeypatch):
+    import stat
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    old_umask = os.umask(0o022)  # the usual umask, under which Ray's own generator writes 0644
+    try:
+        ensure_token(str(tmp_path / "own" / "token"))  # a cluster's own token file
+        assert mode(tmp_path / "own" / "token") == 0o600
+        # Ray's default token, made by `ray get-auth-token --generate` (HOME: a temp dir, so ~/.ray is untouched)
+        monkeypatch.setenv("HOME", str(tmp_path / "home"))
+        for var in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+            monkeypatch.delenv(var, raising=False)
+        ensure_token(None)
+        assert default_token_path() == tmp_path / "home" / ".ray" / "auth_token"
+        assert mode(default_token_path()) == 0o600 and len(default_token_path().read_text().strip()) >= 32
+        # what `memroute serve` wraps ray.init in: a token it creates ends up 0600; one already there is left alone
+        made, kept = tmp_path / "made", tmp_path / "kept"
+        kept.write_text("t")
+        with private_if_created(made), private_if_created(kept):
+            made.write_text("t")  # as ray.init's generator writes it: the umask's 0644
+        assert mode(made) == 0o600 and mode(kept) == 0o644
+    finally:
+        os.umask(old_umask)
 
 
 def test_runtime_env_keeps_the_upload_small(tmp_path):
