@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 DTYPES = {"float16": (np.float16, torch.float16), "float32": (np.float32, torch.float32)}
 SHARD_TOKENS = 1 << 16  # ~64k token rows per shard (~75 MB at H=576 in float16): a few minutes of build
+BUILD_BATCH = 4  # examples per no-grad forward while building (right-padded, similar lengths)
 
 
 class TrunkCacheError(RuntimeError):
@@ -130,17 +131,28 @@ def _read_shards(folder: Path, hidden: int) -> dict:
 
 
 @torch.no_grad()
-def _states(model, ids: Sequence[int], prefix_len: int, layer: int, prefix_cache, device) -> torch.Tensor:
-    """Layer-`layer` input at positions prefix_len.. of one example, on top of the prefix's trunk KV cache."""
+def _states(model, rests: Sequence[Sequence[int]], prefix_len: int, layer: int, prefix_cache,
+            device) -> list[torch.Tensor]:
+    """Layer-`layer` input at positions prefix_len.. of a few examples (their tokens after the prefix), as one
+    right-padded batch on top of the prefix's trunk KV cache (broadcast, never copied); one tensor per example."""
     import copy
 
-    rest = torch.tensor([list(ids[prefix_len:])], dtype=torch.long, device=device)
-    cache = copy.copy(prefix_cache)  # shallow: the layers below are re-bound per example, see below
+    from learner.logprobs import _expand_cache
+
+    n, P = len(rests), prefix_len
+    S = max(len(r) for r in rests)
+    cache = copy.copy(prefix_cache)  # shallow: each layer's tensors are re-bound by update, never written in place
     cache.layers = [copy.copy(lay) for lay in prefix_cache.layers]
-    P, S = prefix_len, rest.shape[1]
-    pos = (P + torch.arange(S, device=device)).unsqueeze(0)
-    attention = torch.ones((1, P + S), dtype=torch.long, device=device)
-    return run_layers(model, embed(model, rest), 0, layer, pos, attention, cache)[0]
+    _expand_cache(cache, n)
+    ids = torch.zeros((n, S), dtype=torch.long, device=device)
+    attention = torch.zeros((n, P + S), dtype=torch.long, device=device)
+    attention[:, :P] = 1
+    for i, r in enumerate(rests):
+        ids[i, : len(r)] = torch.tensor(list(r), dtype=torch.long)
+        attention[i, P: P + len(r)] = 1
+    pos = (P + torch.arange(S, device=device)).unsqueeze(0).expand(n, -1)
+    out = run_layers(model, embed(model, ids), 0, layer, pos, attention, cache)
+    return [out[i, : len(r)] for i, r in enumerate(rests)]
 
 
 def open_cache(model, examples_ids: Sequence[Sequence[int]], layer: int, cache_dir: str | os.PathLike,
@@ -241,11 +253,14 @@ def open_cache(model, examples_ids: Sequence[Sequence[int]], layer: int, cache_d
                 next_shard += 1
                 chunk, chunk_rows = [], 0
 
-            for key, ids in todo:
-                states = _states(model, ids, P, layer, prefix_cache, device)
-                chunk.append((key, states.to(torch_dtype).cpu().numpy().astype(np_dtype)))
-                chunk_rows += states.shape[0]
-                done += states.shape[0]
+            todo.sort(key=lambda kv: len(kv[1]))  # batches of similar lengths: little padding
+            for start in range(0, len(todo), BUILD_BATCH):
+                group = todo[start:start + BUILD_BATCH]
+                states = _states(model, [ids[P:] for _, ids in group], P, layer, prefix_cache, device)
+                for (key, _), st in zip(group, states):
+                    chunk.append((key, st.to(torch_dtype).cpu().numpy().astype(np_dtype)))
+                    chunk_rows += st.shape[0]
+                    done += st.shape[0]
                 if progress is not None:
                     progress(done, total)
                 if chunk_rows >= SHARD_TOKENS:

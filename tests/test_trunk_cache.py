@@ -90,16 +90,18 @@ def test_cached_trunk_matches_uncached_gradients(examples, tmp_path, dtype, rtol
 def test_interrupted_build_resumes_and_reuses_finished_shards(examples, tmp_path, monkeypatch):
     from learner import trunk_cache
 
-    monkeypatch.setattr(trunk_cache, "SHARD_TOKENS", 1)  # a shard per example
+    monkeypatch.setattr(trunk_cache, "SHARD_TOKENS", 1)  # a shard per forward
+    monkeypatch.setattr(trunk_cache, "BUILD_BATCH", 1)  # a forward per example
     model = policy(top_layers=1)
     ids = [ex.input_ids for ex in examples]
     P = shared_prefix_len(examples)
+    rests = sorted(len(x) - P for x in ids)  # the build goes shortest first
 
     class Stop(Exception):
         pass
 
     def stop_after_three(done, total):
-        if done >= sum(len(x) - P for x in ids[:3]):
+        if done >= sum(rests[:3]):
             raise Stop
 
     with pytest.raises(Stop):
@@ -110,7 +112,7 @@ def test_interrupted_build_resumes_and_reuses_finished_shards(examples, tmp_path
     mtimes = {p: p.stat().st_mtime_ns for p in folder.glob("shard_*")}
     seen = []
     cache = trunk_cache.open_cache(model, ids, 1, tmp_path, P, "float32", lambda d, t: seen.append(t))
-    assert seen and seen[-1] == sum(len(x) - P for x in ids[2:])  # only the missing examples were computed
+    assert seen and seen[-1] == sum(rests[2:])  # only the missing examples were computed
     assert all(p.stat().st_mtime_ns == m for p, m in mtimes.items())
     fresh = trunk_cache.open_cache(model, ids, 1, tmp_path / "fresh", P, "float32")
     for x in ids:
@@ -163,3 +165,16 @@ def test_config_checks():
         validate_sft_config(load_config(SFTConfig, None, ["init_adapter=/nonexistent/adapter"]))
     with pytest.raises(ConfigError, match="loraplus_ratio"):
         validate_sft_config(load_config(SFTConfig, None, ["optim.loraplus_ratio=0.5"]))
+
+
+def test_batched_build_matches_one_example_at_a_time(examples, tmp_path, monkeypatch):
+    from learner import trunk_cache
+
+    model = policy(top_layers=1)
+    ids = [ex.input_ids for ex in examples]
+    P = shared_prefix_len(examples)
+    batched = trunk_cache.open_cache(model, ids, 1, tmp_path / "batched", P, "float32")
+    monkeypatch.setattr(trunk_cache, "BUILD_BATCH", 1)
+    single = trunk_cache.open_cache(model, ids, 1, tmp_path / "single", P, "float32")
+    for x in ids:
+        np.testing.assert_allclose(batched.rest(x), single.rest(x), rtol=1e-4, atol=1e-5)
