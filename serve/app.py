@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 
@@ -94,8 +95,12 @@ def deploy(cfg: ServeConfig, wait_s: float = 900.0) -> str:
     digest = key_digest(resolve_api_key(cfg))
     check_bind(cfg.host, digest, cfg)
     resolve_checkpoint(cfg.checkpoint, cfg.engine.model)
+    from memroute.cluster import default_token_path, private_if_created
+
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"))  # Ray's own auth settings (RAY_AUTH_MODE) apply as set
+        # Ray's own auth settings (RAY_AUTH_MODE) apply as set; a token Ray generates for a new cluster is 0600
+        with private_if_created(default_token_path()):
+            ray.init(address=os.environ.get("RAY_ADDRESS"))
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     client = _get_global_client()
     others = [a["deployed_app_config"] for name, a in client.get_serve_details().get("applications", {}).items()
@@ -173,18 +178,33 @@ def main(argv=None) -> int:
     except (ConfigError, ServeConfigError, FileNotFoundError, RuntimeError, TimeoutError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"memroute router on {url} (POST /route, /v1/chat/completions; GET /healthz, /version, /metrics)",
-          flush=True)
+    banner = f"memroute router on {url} (POST /route, /v1/chat/completions; GET /health, /version, /metrics)"
     if args.detach:
+        print(banner, flush=True)
         return 0
+    wait_for_stop(banner)
+    from ray import serve
+
+    serve.delete(cfg.app_name)
+    return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def wait_for_stop(banner: str) -> None:
+    """Print `banner`, then block until Ctrl-C or SIGTERM (`kill`, a container stop, systemd): both end in the
+    same clean shutdown. The handler is in place before the banner says the app runs."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        print(banner, flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        from ray import serve
-
-        serve.delete(cfg.app_name)
-    return 0
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,12 @@ class ServeConfig:
     api_key_env: str = "MEMROUTE_API_KEY"  # the bearer key's environment variable ...
     api_key_file: str | None = None  # ... or a secret file (read first when set)
     model_id: str = "memroute-router"  # the name /v1/models and chat completions answer to
+    # Request limits (serve.validate), every route; over one: a 4xx naming it, before anything reaches a model
+    max_body_bytes: int = 2 << 20  # request body (more: 413)
+    max_json_depth: int = 64  # JSON nesting (more: 400, found by a scan before the JSON is parsed)
     max_request_conversations: int = 32  # conversations in one POST /route (more: 413)
+    max_turns: int = 64  # turns of one conversation (more: 413)
+    max_turn_chars: int = 16000  # characters of one turn's content (more: 413)
     max_conversation_tokens: int = 1536  # prompt tokens of one rendered conversation (more: 413)
     max_tokens: int = 48  # answer tokens (13 labels fit in ~45)
     constrained: bool = True  # vLLM structured outputs: answers can only be label lists (see serve.model)
@@ -59,8 +64,11 @@ class ServeConfig:
     max_ongoing_requests: int = 64  # per model replica: >= max_batch_size, or batches never fill
 
     def __post_init__(self):
-        if self.max_batch_size < 1 or self.max_request_conversations < 1:
-            raise ServeConfigError("max_batch_size and max_request_conversations must be >= 1")
+        limits = ("max_batch_size", "max_request_conversations", "max_body_bytes", "max_json_depth", "max_turns",
+                  "max_turn_chars", "max_conversation_tokens")
+        low = [k for k in limits if getattr(self, k) < 1]
+        if low:
+            raise ServeConfigError(f"{', '.join(low)} must be >= 1")
         if self.max_conversation_tokens + self.max_tokens > self.engine.max_model_len:
             raise ServeConfigError(
                 f"max_conversation_tokens ({self.max_conversation_tokens}) + max_tokens ({self.max_tokens}) "

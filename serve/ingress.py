@@ -2,85 +2,89 @@
 
 Prompts are rendered here with the one prompt function (`data.prompt.render_prompt`) so an over-long
 conversation is refused before it reaches a model replica; answers are parsed with the one parser
-(`data.parser.parse_answer`) and each label gets its horizon and scope from the taxonomy. Every error is a JSON
-body `{"error": {"type", "message"}}` whose message names the field or limit at fault; a bad request never
-touches the model, so the server keeps serving.
+(`data.parser.parse_answer`) and each label gets its horizon and scope from the taxonomy.
 
-Bodies are read by hand rather than declared as FastAPI parameters so that each failure gets its own status:
-415 for a non-JSON content type, 400 for malformed JSON, 422 for a body that does not fit the schema, 413 for
-a batch or a conversation over the configured limits (FastAPI would answer 422 to all of them).
+Every request body goes through the one validator, `serve.validate` (limits, depth, encoding, schema), read by
+hand rather than declared as a FastAPI parameter so that each failure gets its own status (415, 413, 400, 422)
+and the body `{"error": {"type", "code", "message"}}`, whose message names the field or limit at fault. So do
+unknown paths and methods (404, 405) and a missing key (401). A bad request never touches the model, so the
+server keeps serving; an unexpected exception is logged and answered 500 in the same shape, with no traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import time
 import uuid
-from collections import Counter, deque
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from fastapi.responses import Response
 from ray import serve
+from starlette.exceptions import HTTPException
 
 from serve import schema
 from serve.auth import authorized, check_bind
 from serve.config import ServeConfig
+from serve.metrics import IngressMetrics
+from serve.validate import (ApiError, check_conversations, check_tokens, content_type_ok, error_body, parse_json,
+                            to_model, too_large)
 
-MAX_BODY_BYTES = 8 << 20
-OPEN_PATHS = ("/healthz",)  # load balancers probe it without a key; it says nothing about conversations
+# load balancers probe these without a key; they say nothing about conversations
+OPEN_PATHS = ("/healthz", "/health")
+CODES = {404: "not_found", 405: "method_not_allowed"}
+logger = logging.getLogger("ray.serve")
 
 app = FastAPI(title="memroute router", description="Routes conversations to memory categories.")
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, type_: str, message: str):
-        super().__init__(message)
-        self.status, self.type, self.message = status, type_, message
-
-
-def _error(status: int, type_: str, message: str) -> JSONResponse:
-    body = schema.ErrorResponse(error=schema.ErrorBody(type=type_, message=message))
-    return JSONResponse(body.model_dump(), status_code=status)
+def _error(status: int, code: str, message: str) -> Response:
+    return Response(error_body(status, code, message), status_code=status, media_type="application/json")
 
 
 @app.exception_handler(ApiError)
-async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-    request.app.state.stats["errors"][exc.status] += 1
-    return _error(exc.status, exc.type, exc.message)
+async def _api_error(request: Request, exc: ApiError) -> Response:
+    request.app.state.metrics.error(exc.status)
+    return _error(exc.status, exc.code, exc.message)
+
+
+@app.exception_handler(HTTPException)
+async def _http_error(request: Request, exc: HTTPException) -> Response:  # unknown path / method
+    request.app.state.metrics.error(exc.status_code)
+    return _error(exc.status_code, CODES.get(exc.status_code, "http_error"), f"{request.method} {request.url.path}: "
+                  f"{exc.detail}; routes: POST /route, /v1/chat/completions; GET /health, /version, /metrics")
 
 
 @app.middleware("http")
 async def _auth(request: Request, call_next):
-    if request.url.path not in OPEN_PATHS and not authorized(request.headers.get("authorization"),
-                                                             request.app.state.key_digest):
-        request.app.state.stats["errors"][401] += 1
-        # never echo the header: it may hold a key meant for something else
-        return _error(401, "unauthorized", "missing or wrong API key: send `Authorization: Bearer <key>`")
-    return await call_next(request)
+    metrics = request.app.state.metrics
+    try:
+        if request.url.path not in OPEN_PATHS and not authorized(request.headers.get("authorization"),
+                                                                 request.app.state.key_digest):
+            metrics.error(401)
+            # never echo the header: it may hold a key meant for something else
+            return _error(401, "invalid_api_key", "missing or wrong API key: send `Authorization: Bearer <key>`")
+        return await call_next(request)
+    except Exception:  # a bug, not the input (the validator refuses that): logged here, never sent back
+        ref = uuid.uuid4().hex[:12]
+        logger.exception("unexpected error in %s %s (ref %s)", request.method, request.url.path, ref)
+        metrics.error(500)
+        return _error(500, "internal_error", f"internal error (ref {ref}, in the ingress replica's log)")
 
 
-async def read_body(request: Request, model):
-    """The request body as `model`, or an ApiError naming what is wrong with it."""
-    ctype = request.headers.get("content-type", "")
-    if ctype.split(";")[0].strip().lower() != "application/json":
-        raise ApiError(415, "unsupported_media_type", f"Content-Type must be application/json, got {ctype or 'none'!r}")
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, "payload_too_large", f"the body is {len(raw)} bytes, over the {MAX_BODY_BYTES} limit")
-    try:
-        obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {e}") from None
-    try:
-        return model.model_validate(obj)
-    except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            where = ".".join(map(str, err["loc"]))
-            problems.append(f"{where + ': ' if where else ''}{err['msg'].removeprefix('Value error, ')}")
-        raise ApiError(422, "invalid_request", "; ".join(problems)) from None
+async def read_body(request: Request, model, cfg: ServeConfig):
+    """The request body as `model`, through the one validator, or an ApiError naming what is wrong with it."""
+    content_type_ok(request.headers.get("content-type", ""))
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cfg.max_body_bytes:
+        raise too_large(int(declared), cfg)  # refused before it is read
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cfg.max_body_bytes:
+            raise too_large(size, cfg)
+        chunks.append(chunk)
+    return to_model(parse_json(b"".join(chunks), cfg), model)
 
 
 def shape(out: dict, latency_ms: float) -> schema.RouteResult:
@@ -111,6 +115,12 @@ def _proxy_host(default: str) -> str:
 # Helpers stand above the class: `@serve.ingress` pickles the class when it is defined, with the globals it uses.
 
 
+def sse(chunk: schema.ChatCompletionChunk) -> Response:
+    """`stream=true`: the answer as server-sent events, one chunk and `[DONE]` (OpenAI's stream format)."""
+    body = f"data: {chunk.model_dump_json()}\n\ndata: [DONE]\n\n"
+    return Response(body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
 @serve.deployment(name="RouterIngress")
 @serve.ingress(app)
 class RouterIngress:
@@ -120,9 +130,8 @@ class RouterIngress:
         check_bind(_proxy_host(cfg.host), key_digest, cfg)  # a cluster whose proxy binds wider: refuse there too
         self.model, self.cfg = model, cfg
         self.tokenizer = load_tokenizer(resolve_model(cfg.engine.model))
-        app.state.key_digest = key_digest
-        app.state.stats = {"requests": Counter(), "errors": Counter(), "conversations": 0}
-        self.latencies: deque[float] = deque(maxlen=2048)
+        self.metrics = IngressMetrics()
+        app.state.key_digest, app.state.metrics = key_digest, self.metrics  # for the middleware and error handlers
         self.started = time.time()
 
     # --- routes --------------------------------------------------------------------------------------------
@@ -130,40 +139,48 @@ class RouterIngress:
     @app.post("/route", response_model=schema.RouteResponse)
     async def route(self, request: Request) -> schema.RouteResponse:
         start = time.perf_counter()
-        req = await read_body(request, schema.RouteRequest)
-        results = await self._route(req.batch(), start)
+        req = await read_body(request, schema.RouteRequest, self.cfg)
+        results = await self._route(req.batch(), start, "route")
         return schema.RouteResponse(results=results, model=self.cfg.model_id, version=results[0].version)
 
     @app.post("/v1/chat/completions", response_model=schema.ChatCompletionResponse)
-    async def chat_completions(self, request: Request) -> schema.ChatCompletionResponse:
+    async def chat_completions(self, request: Request):
         start = time.perf_counter()
-        req = await read_body(request, schema.ChatCompletionRequest)
+        req = await read_body(request, schema.ChatCompletionRequest, self.cfg)
         if req.model != self.cfg.model_id:
             raise ApiError(404, "model_not_found", f"model {req.model!r} is not served here; use {self.cfg.model_id!r}")
-        if req.stream:
-            raise ApiError(400, "bad_request", "stream=true is not supported: a routing answer is a few tokens")
         try:
             conversation = req.conversation()
         except ValueError as e:
             raise ApiError(422, "invalid_request", str(e)) from None
-        [result] = await self._route([conversation], start)
+        [result] = await self._route([conversation], start, "chat_completions")
         from data.parser import format_answer
 
         content = format_answer([label.name for label in result.labels]) if result.parsed else result.text
         usage = schema.Usage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
                              total_tokens=result.prompt_tokens + result.completion_tokens)
+        ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if req.stream:
+            choice = schema.ChunkChoice(index=0, delta=schema.ChunkDelta(content=content),
+                                        finish_reason=result.finish_reason)
+            return sse(schema.ChatCompletionChunk(id=ident, created=created, model=self.cfg.model_id,
+                                                  choices=[choice], usage=usage, memroute=result))
         choice = schema.ChatChoice(index=0, message=schema.ChatChoiceMessage(content=content),
                                    finish_reason=result.finish_reason)
-        return schema.ChatCompletionResponse(id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()),
-                                             model=self.cfg.model_id, choices=[choice], usage=usage, memroute=result)
+        return schema.ChatCompletionResponse(id=ident, created=created, model=self.cfg.model_id, choices=[choice],
+                                             usage=usage, memroute=result)
 
     @app.get("/v1/models", response_model=schema.ModelList)
     async def models(self) -> schema.ModelList:
         return schema.ModelList(data=[schema.ModelCard(id=self.cfg.model_id, created=int(self.started))])
 
+    @app.get("/health", response_model=schema.HealthResponse)
+    async def health(self) -> schema.HealthResponse:
+        return schema.HealthResponse(status="ok", auth=app.state.key_digest is not None)
+
     @app.get("/healthz", response_model=schema.HealthResponse)
     async def healthz(self) -> schema.HealthResponse:
-        return schema.HealthResponse(status="ok", auth=app.state.key_digest is not None)
+        return await self.health()
 
     @app.get("/version", response_model=schema.VersionResponse)
     async def version(self) -> schema.VersionResponse:
@@ -172,34 +189,21 @@ class RouterIngress:
                                       model_id=self.cfg.model_id, replica=info["replica"])
 
     @app.get("/metrics")
-    async def metrics(self) -> dict:
-        """This ingress replica's counters (Ray's Prometheus endpoint has Serve's own `ray_serve_*` metrics)."""
-        lat = sorted(self.latencies)
-        pick = (lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))], 2)) if lat else (lambda q: None)
-        stats = app.state.stats
-        return {"requests": dict(stats["requests"]), "errors": {str(k): v for k, v in stats["errors"].items()},
-                "conversations": stats["conversations"], "uptime_s": round(time.time() - self.started, 1),
-                "latency_ms": {"window": len(lat), "p50": pick(0.5), "p99": pick(0.99)}}
+    async def metrics(self) -> Response:
+        """This ingress replica's counters in Prometheus' text format (Ray's Prometheus endpoint has Serve's own
+        `ray_serve_*` metrics)."""
+        return Response(self.metrics.render(), media_type=self.metrics.content_type)
 
     # --- the work ------------------------------------------------------------------------------------------
 
-    async def _route(self, conversations: list[list[dict]], start: float) -> list[schema.RouteResult]:
+    async def _route(self, conversations: list[list[dict]], start: float, route: str) -> list[schema.RouteResult]:
         from data.prompt import render_prompt
 
-        cfg = self.cfg
-        if len(conversations) > cfg.max_request_conversations:
-            raise ApiError(413, "payload_too_large", f"{len(conversations)} conversations in one request, over "
-                                                     f"max_request_conversations={cfg.max_request_conversations}")
+        check_conversations(conversations, self.cfg)
         prompts = [render_prompt(self.tokenizer, c) for c in conversations]
-        for i, p in enumerate(prompts):
-            n = len(self.tokenizer(p, add_special_tokens=False)["input_ids"])
-            if n > cfg.max_conversation_tokens:
-                raise ApiError(413, "conversation_too_long",
-                               f"conversations[{i}] renders to {n} prompt tokens, over max_conversation_tokens="
-                               f"{cfg.max_conversation_tokens}: split or trim it")
-        app.state.stats["requests"]["route"] += 1
+        check_tokens([len(self.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts], self.cfg)
         answers = await asyncio.gather(*(self._answer(p, start) for p in prompts))
-        app.state.stats["conversations"] += len(answers)
+        self.metrics.routed(route, len(answers))
         return answers
 
     async def _answer(self, prompt: str, start: float) -> schema.RouteResult:
@@ -211,5 +215,5 @@ class RouterIngress:
             # the replica died under this request (routing is idempotent): once more, on a live or new replica
             out = await self.model.generate.remote(prompt)
         latency_ms = (time.perf_counter() - start) * 1000
-        self.latencies.append(latency_ms)
+        self.metrics.latency(latency_ms / 1000)
         return shape(out, latency_ms)

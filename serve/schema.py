@@ -83,7 +83,8 @@ class RouteResponse(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    type: str  # bad_request | unauthorized | not_found | payload_too_large | unsupported_media_type | ...
+    type: str  # OpenAI's class: invalid_request_error | authentication_error | server_error
+    code: str  # the reason: malformed_json | json_too_deep | payload_too_large | too_many_turns | ... (docs/serve.md)
     message: str  # what is wrong, naming the field or limit
 
 
@@ -107,10 +108,26 @@ class HealthResponse(BaseModel):
 # --- OpenAI-compatible -----------------------------------------------------------------------------------------
 
 
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str
+    text: str | None = None
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: str
-    content: str | None = None
+    content: str | list[ContentPart] | None = None  # a string, or content parts: text parts only, joined by "\n"
+
+    def text(self, where: str) -> str | None:
+        if not isinstance(self.content, list):
+            return self.content
+        for j, part in enumerate(self.content):
+            if part.type != "text" or not isinstance(part.text, str):
+                what = f"a {part.type!r} part" if part.type != "text" else "a text part without `text`"
+                raise ValueError(f"{where}.content[{j}]: only text parts (type 'text' with a string `text`) are "
+                                 f"routed, got {what}")
+        return "\n".join(part.text for part in self.content)
 
 
 class ChatCompletionRequest(BaseModel):
@@ -123,7 +140,8 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
 
     def conversation(self) -> list[dict[str, str]]:
-        turns = [{"role": m.role, "content": m.content} for m in self.messages if m.role not in ("system", "developer")]
+        turns = [{"role": m.role, "content": m.text(f"messages[{i}]")} for i, m in enumerate(self.messages)
+                 if m.role not in ("system", "developer")]
         try:
             return validate_conversation(turns, "messages")
         except ExampleError as e:
@@ -157,6 +175,29 @@ class ChatCompletionResponse(BaseModel):
     memroute: RouteResult  # the routing result behind the answer (labels with horizon and scope, version)
 
 
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: ChunkDelta
+    finish_reason: str | None
+
+
+class ChatCompletionChunk(BaseModel):
+    """`stream=true`: the whole answer in one chunk (a routing answer is a few tokens), then `data: [DONE]`."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage
+    memroute: RouteResult
+
+
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"
@@ -172,7 +213,7 @@ class ModelList(BaseModel):
 def json_schemas() -> dict[str, dict]:
     """The JSON schema of each body, for docs/serve.md (`python -m serve.schema` prints them)."""
     models = (RouteRequest, RouteResponse, ErrorResponse, VersionResponse, HealthResponse, ChatCompletionRequest,
-              ChatCompletionResponse, ModelList)
+              ChatCompletionResponse, ChatCompletionChunk, ModelList)
     return {m.__name__: m.model_json_schema() for m in models}
 
 

@@ -11,10 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -26,7 +24,6 @@ from serve.config import ServeConfig, ServeConfigError, resolve_checkpoint
 from serve.schema import RouteRequest
 
 REPO = Path(__file__).resolve().parents[1]
-PORT = 8471  # not Serve's default 8000: other Serve apps may run on this machine
 CONV = [{"role": "user", "content": "Our brand voice is warm, plain-spoken and never uses exclamation marks."}]
 CONV2 = [{"role": "user", "content": "I run paid social for the EMEA team and report to the CMO."},
          {"role": "assistant", "content": "Noted. What should we look at first?"},
@@ -91,6 +88,90 @@ def test_route_request_schema():
     for needle, body in bad.items():
         with pytest.raises(ValueError, match=needle.replace("[", r"\[").replace("]", r"\]")):
             RouteRequest.model_validate(body)
+
+
+def test_the_validator_refuses_before_anything_can_fail():
+    from serve.validate import ApiError, check_conversations, error_body, json_depth, parse_json
+
+    cfg = ServeConfig(max_body_bytes=4096, max_json_depth=8, max_turns=3, max_turn_chars=20)
+
+    def refused(raw: bytes) -> tuple[int, str]:
+        with pytest.raises(ApiError) as e:
+            parse_json(raw, cfg)
+        return e.value.status, e.value.code
+
+    big = ServeConfig(max_json_depth=8)  # the default body limit: 100,000 levels take more than 4096 bytes
+    for n in (9, 1000, 100_000):  # refused by the byte scan, before json.loads could raise RecursionError
+        for body in (b"[" * n + b"]" * n, b'{"a":' * n + b"1" + b"}" * n,
+                     b'{"conversation": [{"role": "user", "content": ' + b"[" * n + b"]" * n + b"}]}"):
+            with pytest.raises(ApiError) as e:
+                parse_json(body, big)
+            assert (e.value.status, e.value.code) == (400, "json_too_deep")
+    assert json_depth(b'{"a": "[[[[\\" ]]{{", "b": [[1], {"c": []}]}', limit=1) == 4  # strings do not count
+    assert parse_json(b'{"a": [[[[[[[1]]]]]]]}', cfg) == {"a": [[[[[[[1]]]]]]]}  # depth 8: allowed
+    assert refused(b'{"conversation": [{"role": "user", "content": "\\udbff"}]}') == (400, "invalid_text")
+    assert refused(b'{"x\\udc00": 1}') == (400, "invalid_text")  # keys too
+    assert parse_json(b'"\\ud83d\\ude00"', cfg) == "\U0001f600"  # a surrogate *pair* is one valid character
+    assert refused(b'{"a": "caf\xe9"}') == (400, "invalid_encoding")
+    assert refused(b'{"a": ') == (400, "malformed_json")
+    assert refused(b'"' + b"x" * 5000 + b'"') == (413, "payload_too_large")
+    turn = {"role": "user", "content": "hi"}
+    for conversations, code in (([[turn]] * 33, "payload_too_large"), ([[turn] * 4], "too_many_turns"),
+                                ([[{"role": "user", "content": "x" * 21}]], "turn_too_long")):
+        with pytest.raises(ApiError) as e:
+            check_conversations(conversations, cfg)
+        assert (e.value.status, e.value.code) == (413, code)
+    check_conversations([[turn] * 3], cfg)
+    body = json.loads(error_body(422, "invalid_request", "role 'robot\udbff' " + "x" * 5000))
+    assert set(body["error"]) == {"type", "code", "message"} and body["error"]["type"] == "invalid_request_error"
+    assert len(body["error"]["message"]) < 1100  # an echo of the input is cut
+    assert json.loads(error_body(401, "invalid_api_key", "no"))["error"]["type"] == "authentication_error"
+    with pytest.raises(ServeConfigError, match="max_turns, max_json_depth|max_json_depth, max_turns"):
+        ServeConfig(max_turns=0, max_json_depth=0)
+
+
+def test_every_refusal_and_crash_has_the_error_shape(monkeypatch):
+    """The ingress's FastAPI app in-process (no Serve): unknown paths and methods, a wrong key, and an exception in a
+    route (outside Serve a class route cannot find its replica: a stand-in for a bug) all answer the one shape."""
+    from fastapi.testclient import TestClient
+
+    from serve.ingress import app as ingress_app
+    from serve.metrics import IngressMetrics
+
+    monkeypatch.setattr(ingress_app.state, "metrics", IngressMetrics(), raising=False)
+    monkeypatch.setattr(ingress_app.state, "key_digest", key_digest("k"), raising=False)
+    client = TestClient(ingress_app, raise_server_exceptions=False)
+    auth, wrong = {"Authorization": "Bearer k"}, {"Authorization": "Bearer x"}
+    for method, path, headers, status, code in (("GET", "/nope", auth, 404, "not_found"),
+                                                ("DELETE", "/route", auth, 405, "method_not_allowed"),
+                                                ("POST", "/route", wrong, 401, "invalid_api_key"),
+                                                ("GET", "/version", auth, 500, "internal_error")):
+        resp = client.request(method, path, headers=headers)
+        assert resp.status_code == status and resp.headers["content-type"] == "application/json"
+        assert resp.json()["error"]["code"] == code and "Traceback" not in resp.text
+    text = ingress_app.state.metrics.render().decode()
+    assert 'memroute_errors_total{status="401"} 1.0' in text and 'memroute_errors_total{status="500"} 1.0' in text
+
+
+def test_sigterm_deletes_the_app_and_exits_0():
+    """`memroute serve` stopped by SIGTERM (a container stop, systemd) shuts down as Ctrl-C does (deploy and
+    serve.delete stubbed: the shutdown path, not Serve)."""
+    import signal
+
+    code = ("import sys, serve.app as a\nfrom ray import serve\n"
+            "a.deploy = lambda cfg: 'http://127.0.0.1:1'\n"
+            "serve.delete = lambda name: print('deleted', name, flush=True)\n"
+            "sys.exit(a.main(['engine.model=tiny']))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().startswith("memroute router on http://127.0.0.1:1")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert out.strip() == "deleted memroute"
 
 
 def test_shape_gives_each_label_its_horizon_and_scope():
@@ -182,26 +263,9 @@ def test_resolve_checkpoint(tmp_path):
 # --- one Serve app over HTTP ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def app(ray_local, tmp_path_factory):
-    pytest.importorskip("vllm")
-    from ray import serve
-
-    from actors.engine import EngineConfig
-    from serve.app import deploy
-
-    tmp = tmp_path_factory.mktemp("serve")
-    key = f"mr-{uuid.uuid4().hex}"
-    (tmp / "key").write_text(key)
-    cfg = ServeConfig(engine=EngineConfig(model="tiny", kv_cache_gib=1, max_model_len=1024, max_num_seqs=16),
-                      port=PORT, api_key_file=str(tmp / "key"), num_replicas=2, replica_cpus=0.25, ingress_cpus=0.1,
-                      max_conversation_tokens=512, max_tokens=24, max_request_conversations=8, max_batch_size=16,
-                      max_ongoing_requests=32)
-    try:
-        url = deploy(cfg, wait_s=900)
-        yield SimpleNamespace(url=url, key=key, cfg=cfg, tmp=tmp, gcs=ray_local.gcs_address)
-    finally:
-        serve.shutdown()
+@pytest.fixture
+def app(serve_app):  # the session's one Serve app (tests/conftest.py), shared with tests/test_serve_fuzz.py
+    return serve_app
 
 
 def _post(app, path="/route", body=None, key="default", **kw):
@@ -218,6 +282,7 @@ def test_route_one_conversation_and_a_batch(app):
 
     with RouterClient(app.url, api_key=app.key) as client:
         assert client.health() == {"status": "ok", "auth": True}
+        assert _get(app, "/health", key=None).json() == {"status": "ok", "auth": True}
         one = client.route(CONV)
         assert one["parsed"] and one["finish_reason"] in ("stop", "length") and one["version"] == 0
         assert one["labels"] and parse_answer(one["text"]).labels == [lb["name"] for lb in one["labels"]]
@@ -231,8 +296,12 @@ def test_route_one_conversation_and_a_batch(app):
         assert batch[0]["text"] == batch[2]["text"] == one["text"]  # greedy: same conversation, same answer
         version = client.version()
         assert version["version"] == 0 and version["checkpoint"] is None and version["model"] == "tiny"
-    metrics = _get(app, "/metrics").json()
-    assert metrics["conversations"] >= 4 and metrics["latency_ms"]["p50"] > 0
+    metrics = _get(app, "/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = dict(line.rsplit(" ", 1) for line in metrics.text.splitlines() if not line.startswith("#"))
+    assert float(samples["memroute_conversations_total"]) >= 4
+    assert float(samples['memroute_requests_total{route="route"}']) >= 2
+    assert float(samples["memroute_conversation_latency_seconds_count"]) >= 4
 
 
 def _get(app, path, key="default"):
@@ -280,6 +349,7 @@ def test_bad_input_is_a_4xx_naming_the_problem(app):
         resp = _post(app, body=body, **kw)
         assert resp.status_code == status, (needle, resp.status_code, resp.text)
         assert needle in resp.json()["error"]["message"], resp.text
+        assert set(resp.json()["error"]) == {"type", "code", "message"}
     ok = _post(app, body={"conversation": CONV})  # still serving
     assert ok.status_code == 200 and ok.json()["results"][0]["parsed"]
     assert _post(app, path="/v1/chat/completions", body={"model": "memroute-router", "messages": [],
