@@ -76,7 +76,14 @@ class Learner:
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)  # Ray set OMP_NUM_THREADS to the actor's num_cpus
         self.device = torch.device("cuda" if cfg.use_gpu and torch.cuda.is_available() else "cpu")
-        self.policy = build_policy(cfg.model, cfg.lora, adapter=cfg.adapter, seed=cfg.seed).to(self.device)
+        self.policy = build_policy(cfg.model, cfg.lora, adapter=cfg.adapter, seed=cfg.seed)
+        if cfg.loss.kl_reference == "start":
+            if not cfg.adapter:
+                raise ValueError("loss.kl_reference=start needs learner.adapter (the adapter RL starts from)")
+            from learner.lora import add_reference_adapter
+
+            add_reference_adapter(self.policy, cfg.adapter)
+        self.policy = self.policy.to(self.device)
         self.params = [p for p in self.policy.parameters() if p.requires_grad]
         if not self.params:
             raise ValueError("the policy has no trainable (LoRA) parameters")
@@ -211,7 +218,7 @@ class Learner:
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        self.policy.save_pretrained(tmp / "adapter")
+        self.policy.save_pretrained(tmp / "adapter", selected_adapters=["default"])
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
                    tmp / "optim.pt")
         write_json_atomic(tmp / "state.json", {**(extra or {}), "version": self.version, "step": self.step})
@@ -223,7 +230,7 @@ class Learner:
         target = Path(path)
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        self.policy.save_pretrained(tmp)
+        self.policy.save_pretrained(tmp, selected_adapters=["default"])
         replace_dir(tmp, target)
         return str(target)
 

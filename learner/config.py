@@ -84,8 +84,12 @@ class LossConfig:
     kind: str = "is"  # is (importance-sampled PG, the reference's) | ppo (clipped) | tis (truncated IS weights)
     clip_eps: float = 0.2  # ppo
     tis_cap: float = 2.0  # tis: cap on the learner/sampler probability ratio
-    kl_coef: float = 0.0  # weight of the KL penalty to the reference (the base model, adapter disabled)
+    kl_coef: float = 0.0  # weight of the KL penalty to the reference policy (kl_reference)
     kl_estimator: str = "k3"  # k1 | k3
+    # the KL reference: `base` = the base model (adapter disabled); `start` = the adapter the learner started from
+    # (learner.adapter, e.g. the SFT router), kept frozen beside the trained one, so RL sharpens the SFT policy
+    # instead of being pulled back to the untrained model
+    kl_reference: str = "base"
     track_kl: bool = True  # report the KL to the reference even when kl_coef is 0 (one extra no-grad forward)
     aggregate: str = "token"  # token: mean over all completion tokens of the batch | sequence
 

@@ -48,9 +48,26 @@ def adapted_layers(lora_cfg: LoraConfig, num_layers: int) -> list[int] | None:
     return list(range(num_layers - top, num_layers))
 
 
+REFERENCE_ADAPTER = "reference"  # the frozen copy of the starting adapter, when the KL reference is `start`
+
+
+def add_reference_adapter(policy, adapter: str | Path) -> None:
+    """Load `adapter` a second time, frozen, as the KL reference (`reference_mode` then runs it)."""
+    policy.load_adapter(str(adapter), adapter_name=REFERENCE_ADAPTER, is_trainable=False)
+    policy.set_adapter("default")  # the trained adapter stays active and trainable
+
+
 @contextlib.contextmanager
 def reference_mode(policy):
-    """Run the base model (the KL reference) by disabling the adapter for the duration."""
+    """Run the KL reference for the duration: the frozen starting adapter if one was added
+    (`add_reference_adapter`), else the base model (the adapter disabled). Use under no_grad."""
+    if REFERENCE_ADAPTER in getattr(policy, "peft_config", {}):
+        policy.set_adapter(REFERENCE_ADAPTER, inference_mode=True)
+        try:
+            yield policy
+        finally:
+            policy.set_adapter("default")  # makes the trained adapter trainable again
+        return
     with policy.disable_adapter():
         yield policy
 

@@ -249,6 +249,10 @@ def train_rl(cfg: RLConfig) -> dict:
                          f"got {cfg.placement_strategy!r}")
     if cfg.learner.threads is not None and cfg.learner.threads < 1:
         raise ValueError(f"learner.threads must be >= 1, got {cfg.learner.threads}")
+    if cfg.learner.loss.kl_reference not in ("base", "start"):
+        raise ValueError(f"learner.loss.kl_reference must be base or start, got {cfg.learner.loss.kl_reference!r}")
+    if cfg.learner.loss.kl_reference == "start" and not cfg.learner.adapter:
+        raise ValueError("learner.loss.kl_reference=start needs learner.adapter (the adapter RL starts from)")
     train, held_out = read_examples(cfg.train_data), read_examples(cfg.eval_data)
     if not train:
         raise ValueError(f"no training conversations in {cfg.train_data}")

@@ -136,3 +136,28 @@ def test_two_data_parallel_learners_match_one(ray_local):
     (_, w1), (_, w2) = single.get_weights(), pair.get_weights()
     for k in w1:  # one Adam step of lr 5e-2: differences are float noise, far below the step size
         torch.testing.assert_close(w2[k], w1[k], atol=1e-4, rtol=1e-3)
+
+
+def test_kl_to_the_starting_adapter(tmp_path):
+    """kl_reference=start: the reference is a frozen copy of the adapter RL starts from, so the KL starts at 0
+    and grows with the updates, the reference's logprobs never move, and only the trained adapter is saved."""
+    from learner.lora import build_policy
+
+    start = tmp_path / "start"
+    policy = build_policy(ModelConfig(name="tiny", dtype="float32"), LoraConfig(rank=4, alpha=8))
+    with torch.no_grad():
+        for name, t in policy.named_parameters():
+            if "lora_B" in name:
+                t.normal_(0, 0.05)  # an adapter that differs from the base model
+    policy.save_pretrained(str(start))
+    learner = Learner(config(adapter=str(start), loss=LossConfig(kind="is", kl_reference="start", kl_coef=0.1)))
+    ref0 = learner.logprobs(PROMPT, [GOOD, BAD], reference=True)
+    assert flat(ref0) == pytest.approx(flat(learner.logprobs(PROMPT, [GOOD, BAD])), abs=1e-6)
+    kls = [learner.update([group_from(learner, version=learner.version)])["kl"] for _ in range(4)]
+    assert abs(kls[0]) < 1e-6 and kls[-1] > 1e-4
+    assert flat(learner.logprobs(PROMPT, [GOOD, BAD], reference=True)) == pytest.approx(flat(ref0), abs=1e-6)
+    assert all(p.requires_grad for p in learner.params)
+    base = Learner(config(adapter=str(start)))  # kl_reference=base: the adapter disabled
+    assert flat(base.logprobs(PROMPT, [GOOD], reference=True)) != pytest.approx(flat(ref0[:1]), abs=1e-4)
+    with pytest.raises(ValueError, match="kl_reference=start needs"):
+        Learner(config(loss=LossConfig(kl_reference="start")))
