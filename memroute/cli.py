@@ -9,7 +9,7 @@ import importlib
 import sys
 
 COMMANDS = {
-    "quickstart": ("memroute.quickstart", "the main job on the embedded default: model, baselines, evaluation"),
+    "quickstart": ("memroute.quickstart", "the main job on the embedded default: SFT, RL, evaluation, plots, serving"),
     "model": ("learner.models", "provision the default model (fetch) or the tiny test model (tiny)"),
     "data": ("data.cli", "validate, describe, convert and score datasets and predictions"),
     "eval": ("actors.evaluate", "route a dataset with a model and score it"),
@@ -29,8 +29,21 @@ def usage() -> str:
 
 
 def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `memroute ... | head`: the reader left; say nothing more, as other CLIs do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by a closed pipe
+
+
+def _main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:  # a command is required: usage on stderr, the usage-error exit code
+        print(usage(), file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
         print(usage())
         return 0
     if argv[0] in ("-V", "--version"):
