@@ -48,7 +48,7 @@ SFT_FIGURES = (
     Figure("lr", "learning rate per step", (("lr", "lr"),), "lr"),
     Figure("grad_norm", "gradient norm per step", (("grad_norm", "grad norm"),), "norm"),
 )
-COLORS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40))
+COLORS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75))
 
 
 class PlotError(ValueError):

@@ -106,7 +106,8 @@ def lineage_markdown(lineage: dict) -> str:
     lines = ["## Lineage", "", "Runs, oldest first (the last one made this adapter):", "",
              "| run | from | data | steps x batch | examples seen | epochs | LoRA layers | lr |", "|---|---|---|---|---|---|---|---|"]
     for r in lineage["runs"]:
-        data = " + ".join(f"{Path(f['path']).name} ({f['examples']})" for f in r["train_data"])
+        data = " + ".join(f"{Path(f['path']).parent.name}/{Path(f['path']).name} ({f['examples']})"
+                          for f in r["train_data"])
         layers = (r.get("lora") or {}).get("top_layers")
         lines.append(f"| {Path(r['run_dir']).name} | {Path(r['init_adapter']).name if r.get('init_adapter') else 'scratch'} "
                      f"| {data} | {r['step']} x {r['batch_size']} | {r['examples_seen']} | {r['epochs_seen']} "

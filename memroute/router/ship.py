@@ -44,7 +44,22 @@ def write_adapter(adapter: Path, out: Path) -> dict:
     return cfg
 
 
-def model_card(cfg: dict, ours: dict, baselines: list[tuple[str, dict]], data: str, notes: str) -> str:
+REFERENCE_TRAINING = ("the reference corpus's train split (`../shared/data/train.jsonl`, 1,800 conversations "
+                      "labelled by the reference's teacher, Cohere Command-R-Plus, then normalized)")
+
+
+def training_data(lineage: dict) -> str:
+    """The training data of the run that made the adapter, from the lineage (the reference split if unknown)."""
+    runs = lineage.get("runs") or []
+    files = runs[-1].get("train_data") if runs else None
+    if not files:
+        return REFERENCE_TRAINING
+    parts = [f"`{Path(f['path']).parent.name}/{Path(f['path']).name}` ({f['examples']:,})" for f in files]
+    return "a mix of " + " + ".join(parts) + " conversations; the reference split's labels are its teacher's, Cohere Command-R-Plus"
+
+
+def model_card(cfg: dict, ours: dict, baselines: list[tuple[str, dict]], data: str, notes: str,
+               training: str = REFERENCE_TRAINING) -> str:
     systems = [("memroute router (this adapter)", ours)] + baselines
     mods = ", ".join(cfg.get("target_modules") or [])
     layers = cfg.get("layers_to_transform")
@@ -61,9 +76,8 @@ Used by default: `memroute eval` and `memroute serve` load this folder when no a
 the model is the default one (`--adapter none` / `--checkpoint none` for the base model).
 
 ## Data
-Training: the reference corpus's train split (`../shared/data/train.jsonl`, 1,800 conversations labelled by the
-reference's teacher, Cohere Command-R-Plus, then normalized). Evaluation: {data} ({ours['n']} conversations, the
-reference's own held-out split), greedy decoding with the vLLM engine (`memroute eval`).
+Training: {training}. Evaluation: {data} ({ours['n']} conversations, the reference's own held-out split), greedy
+decoding with the vLLM engine (`memroute eval`).
 
 ## Recipe
 The full recipe is `configs/recipe_sft.yaml` (LoRA SFT on Ray Train), then `configs/recipe_rl.yaml` (RL from the
@@ -106,7 +120,8 @@ def ship(adapter: str, eval_dir: str, baselines: list[tuple[str, str]], notes: s
     write_json_atomic(out / "metrics.json", metrics)
     write_json_atomic(out / LINEAGE, lineage)
     data = Path(metrics.get("config", {}).get("data", "the test split")).name
-    write_text_atomic(out / "README.md", model_card(cfg, metrics, loaded, data, notes) + "\n" + lineage_markdown(lineage))
+    card = model_card(cfg, metrics, loaded, data, notes, training_data(lineage))
+    write_text_atomic(out / "README.md", card + "\n" + lineage_markdown(lineage))
     return out
 
 
