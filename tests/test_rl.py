@@ -180,7 +180,9 @@ def test_recipe_configs_chain_sft_into_rl():
     sft = load_config(SFTConfig, REPO / "configs" / "recipe_sft.yaml")
     rl = load_config(RLConfig, REPO / "configs" / "recipe_rl.yaml")
     assert rl.learner.adapter == f"{sft.run_dir}/adapter"  # stage 2 starts from what stage 1 exports
-    assert sft.train_data == rl.train_data == "../shared/data/train.jsonl"
+    # SFT trains on the reference split mixed with the embedded sets; RL samples prompts from the reference split
+    assert sft.train_data.split(",")[0] == rl.train_data == "../shared/data/train.jsonl"
+    assert set(sft.train_data.split(",")[1:]) == {"data/embedded/train.jsonl", "data/embedded/short_train.jsonl"}
     assert sft.eval_data == rl.eval_data == "../shared/data/test.jsonl" and rl.eval_limit is None
     assert (sft.lora.rank, sft.lora.alpha) == (rl.learner.lora.rank, rl.learner.lora.alpha) == (32, 32)
     assert rl.rollout.reward == "routing" and sft.model.name == rl.learner.model.name == rl.rollout.engine.model
