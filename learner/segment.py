@@ -85,12 +85,6 @@ def common_prefix_len(sequences: Sequence[Sequence[int]], cap: int | None = None
     return n
 
 
-def _expand(cache, n: int) -> None:
-    from learner.logprobs import _expand_cache
-
-    _expand_cache(cache, n)
-
-
 def prefix_answer_ce(model, prefix: Tensor, rows: Sequence[Tensor], targets: Sequence[Sequence[int]],
                      n_answer: Sequence[int], start: int = 0) -> Tensor:
     """Summed cross-entropy of each row's answer tokens, the shared prefix run once.
@@ -104,6 +98,8 @@ def prefix_answer_ce(model, prefix: Tensor, rows: Sequence[Tensor], targets: Seq
     import torch.nn.functional as F
     from transformers.cache_utils import DynamicCache
 
+    from learner.logprobs import _expand_cache
+
     inner, head = decoder_parts(model)
     device = prefix.device
     n, P = len(rows), prefix.shape[0]
@@ -115,7 +111,7 @@ def prefix_answer_ce(model, prefix: Tensor, rows: Sequence[Tensor], targets: Seq
     cache = DynamicCache(config=inner.config)
     run_layers(model, prefix.unsqueeze(0), start, None, torch.arange(P, device=device).unsqueeze(0),
                torch.ones((1, P), dtype=torch.long, device=device), cache)
-    _expand(cache, n)
+    _expand_cache(cache, n)
 
     S = max(lengths)
     hidden = prefix.new_zeros((n, S, prefix.shape[1]))
