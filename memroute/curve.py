@@ -99,7 +99,7 @@ def curve(run_dir: Path, datasets: list[tuple[str, str]], out: Path, steps: list
 
 
 def plot(result: dict, path: Path, title: str) -> None:
-    from memroute.plot import render_pil
+    from memroute.plot import render
 
     series = []
     for name in dict.fromkeys(p["set"] for p in result["points"]):
@@ -108,7 +108,7 @@ def plot(result: dict, path: Path, title: str) -> None:
         pts = sorted((p["epochs_seen"], p["exact_match"]) for p in result["points"] if p["set"] == name)
         series.append((f"{name} exact match", pts))
     with atomic_path(path) as tmp:
-        render_pil(tmp, f"test scores against epochs of training ({title})", "score", series, xlabel="epochs seen")
+        render(tmp, f"test scores against epochs of training ({title})", "score", series, xlabel="epochs seen")
 
 
 def main(argv=None) -> int:

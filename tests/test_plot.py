@@ -6,7 +6,7 @@ import math
 import pytest
 from PIL import Image
 
-from memroute.plot import PlotError, main, nice_ticks, plot_run
+from memroute.plot import PlotError, ema, main, plot_run
 
 
 def write_rows(run, rows, torn_tail=False):
@@ -57,10 +57,31 @@ def test_errors_name_the_problem(tmp_path, capsys):
     assert main([str(tmp_path / "missing")]) == 2 and "no metrics.jsonl" in capsys.readouterr().err
 
 
-def test_nice_ticks_cover_the_range_with_round_steps():
-    for lo, hi in [(0.0, 1.0), (-1.0, 0.37), (3.2, 3.2), (0.0, 2e-4), (100.0, 1234.0)]:
-        ticks = nice_ticks(lo, hi)
-        assert ticks[0] <= lo and ticks[-1] >= hi and 3 <= len(ticks) <= 12
-        step = ticks[1] - ticks[0]
-        mantissa = step / 10 ** math.floor(math.log10(step))
-        assert any(math.isclose(mantissa, m, rel_tol=1e-6) for m in (1, 2, 2.5, 5, 10))
+def test_smoothing_is_a_bias_corrected_moving_average():
+    assert ema([5.0, 5.0, 5.0]) == pytest.approx([5.0, 5.0, 5.0])  # no pull towards zero at the start
+    noisy = [1.0 + (-1) ** i for i in range(200)]  # 2, 0, 2, 0, ...
+    smoothed = ema(noisy)
+    assert max(smoothed[50:]) - min(smoothed[50:]) < 0.25 and smoothed[-1] == pytest.approx(1.0, abs=0.15)
+
+
+def test_loss_figure_shows_raw_and_smoothed(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from memroute import plot
+
+    run = tmp_path / "sft"
+    write_rows(run, [{"step": s, "loss": 1 / s + (0.3 if s % 2 else 0), "lr": 1e-4 * s} for s in range(1, 60)])
+    drawn = []
+    real = plot._draw
+
+    def spy(ax, *args, **kwargs):
+        real(ax, *args, **kwargs)
+        drawn.append([(line.get_label(), line.get_alpha()) for line in ax.get_lines()])
+    plot._draw = spy
+    try:
+        plot_run(run)
+    finally:
+        plot._draw = real
+    loss_lines = drawn[0]
+    assert [a for _, a in loss_lines] == [0.25, None] and loss_lines[1][0] == "train loss (smoothed)"
+    assert not plt.get_fignums()  # every figure closed: a long run re-plotting does not leak memory
