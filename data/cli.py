@@ -55,8 +55,35 @@ def dataset_stats(examples) -> dict:
     }
 
 
+def _cell(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def stats_markdown(stats: dict, title: str) -> str:
+    """The dataset statistics as markdown: one table of the scalars, one per breakdown (turns, labels)."""
+    lines = [f"## {title}", "", "| statistic | value |", "|---|---|"]
+    lines += [f"| {k} | {_cell(v)} |" for k, v in stats.items() if not isinstance(v, dict)]
+    for key, table in ((k, v) for k, v in stats.items() if isinstance(v, dict)):
+        lines += ["", f"| {key} | value |", "|---|---|"] + [f"| {name} | {_cell(n)} |" for name, n in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def compare_markdown(result: dict, a: str, b: str) -> str:
+    lo, hi = result["delta_ci95"]
+    elo, ehi = result["exact_delta_ci95"]
+    return "\n".join([
+        f"## paired bootstrap: B = {b} minus A = {a}", "",
+        "| metric | A | B | B - A | 95% CI | p(B not better) |", "|---|---|---|---|---|---|",
+        f"| mean F1 | {result['mean_f1_a']:.3f} | {result['mean_f1_b']:.3f} | {result['delta']:+.3f} | "
+        f"{lo:+.3f} .. {hi:+.3f} | {result['p_b_not_better']:.3f} |",
+        f"| exact match | | | {result['exact_delta']:+.3f} | {elo:+.3f} .. {ehi:+.3f} | "
+        f"{result['p_b_exact_not_better']:.3f} |",
+    ]) + "\n"
+
+
 def cmd_stats(args) -> int:
-    print(json.dumps(dataset_stats(read_examples(args.file)), indent=2))
+    stats = dataset_stats(read_examples(args.file))
+    print(json.dumps(stats, indent=2) if args.json else stats_markdown(stats, args.file).rstrip("\n"))
     return 0
 
 
@@ -69,14 +96,14 @@ def cmd_convert(args) -> int:
 
 def cmd_score(args) -> int:
     metrics = compute_metrics(align(read_predictions(args.predictions), read_examples(args.data)))
-    print(metrics_table(metrics, args.predictions))
+    print(json.dumps(metrics, indent=2) if args.json else metrics_table(metrics, args.predictions))
     return 0
 
 
 def cmd_compare(args) -> int:
     examples = read_examples(args.data)
     result = paired_bootstrap(align(read_predictions(args.a), examples), align(read_predictions(args.b), examples))
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2) if args.json else compare_markdown(result, args.a, args.b).rstrip("\n"))
     return 0
 
 
@@ -93,7 +120,13 @@ def cmd_table(args) -> int:
     for name, path in map(system_spec, args.systems):
         if not Path(path).exists():
             raise FileNotFoundError(f"metrics file not found: {path}")
-        systems.append((name, json.loads(Path(path).read_text(encoding="utf-8"))))
+        try:
+            metrics = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is not a metrics.json file (not JSON: {e})") from None
+        if not isinstance(metrics, dict) or "mean_f1" not in metrics:
+            raise ValueError(f"{path} is not a metrics.json file (no mean_f1; write one with `memroute eval`)")
+        systems.append((name, metrics))
     print(comparison_tables(systems), end="")
     return 0
 
@@ -106,6 +139,7 @@ def main(argv=None) -> int:
     s.set_defaults(fn=cmd_validate)
     s = sub.add_parser("stats", help="label and length statistics of a dataset")
     s.add_argument("file")
+    s.add_argument("--json", action="store_true", help="JSON instead of markdown tables")
     s.set_defaults(fn=cmd_stats)
     s = sub.add_parser("convert", help="convert between .jsonl and .parquet (by suffix)")
     s.add_argument("src")
@@ -113,12 +147,14 @@ def main(argv=None) -> int:
     s.set_defaults(fn=cmd_convert)
     s = sub.add_parser("score", help="metrics of a predictions file against a dataset")
     s.add_argument("predictions")
-    s.add_argument("--data", required=True)
+    s.add_argument("--data", required=True, help="the dataset the predictions are for (JSONL or Parquet)")
+    s.add_argument("--json", action="store_true", help="JSON (every metric) instead of the markdown table")
     s.set_defaults(fn=cmd_score)
     s = sub.add_parser("compare", help="paired bootstrap of two prediction files (B minus A)")
-    s.add_argument("a")
-    s.add_argument("b")
-    s.add_argument("--data", required=True)
+    s.add_argument("a", help="predictions.jsonl of system A (the incumbent)")
+    s.add_argument("b", help="predictions.jsonl of system B (the candidate)")
+    s.add_argument("--data", required=True, help="the dataset both are for (JSONL or Parquet)")
+    s.add_argument("--json", action="store_true", help="JSON instead of the markdown table")
     s.set_defaults(fn=cmd_compare)
     s = sub.add_parser("table", help="markdown tables comparing metrics.json files of systems on the same data")
     s.add_argument("systems", nargs="+", metavar="NAME=metrics.json")

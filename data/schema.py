@@ -160,6 +160,15 @@ def _parquet_rows(path: Path) -> Iterable[tuple[str, Any]]:
         yield f"{path}:row {i}", row
 
 
+SUFFIXES = (".jsonl", ".parquet")
+
+
+def check_suffix(path: Path) -> None:
+    """Datasets are JSONL or Parquet, told apart by suffix: anything else is refused, not guessed."""
+    if path.suffix not in SUFFIXES:
+        raise ValueError(f"{path}: unknown dataset format {path.suffix or '(no suffix)'!r}; use .jsonl or .parquet")
+
+
 def read_examples(path: str | os.PathLike, require_labels: bool = True,
                   rejects: list[ExampleError] | None = None) -> list[Example]:
     """Read a .jsonl or .parquet file of examples.
@@ -169,6 +178,7 @@ def read_examples(path: str | os.PathLike, require_labels: bool = True,
     not JSON or not UTF-8, and repeated ids (the first row with an id is kept; the error names both lines).
     """
     path = Path(path)
+    check_suffix(path)
     if not path.exists():
         raise FileNotFoundError(f"dataset not found: {path}")
     rows = _parquet_rows(path) if path.suffix == ".parquet" else _jsonl_rows(path)
@@ -204,6 +214,7 @@ def _parquet_schema():
 def write_examples(path: str | os.PathLike, examples: Iterable[Example]) -> Path:
     """Write examples atomically as JSONL or Parquet (chosen by suffix)."""
     path = Path(path)
+    check_suffix(path)
     rows = [ex.to_dict() for ex in examples]
     if path.suffix == ".parquet":
         import pyarrow as pa

@@ -30,10 +30,18 @@ def test_help_lists_every_command():
 
 def test_data_validate_stats_convert(tmp_path):
     assert "ok" in memroute("data", "validate", TRAIN_PATH, TEST_PATH).stdout
-    stats = json.loads(memroute("data", "stats", TRAIN_PATH).stdout)
+    stats = json.loads(memroute("data", "stats", TRAIN_PATH, "--json").stdout)
     assert stats["rows"] > 0 and set(stats["label_counts"]) >= {"none", "user.role_context"}
+    table = memroute("data", "stats", TRAIN_PATH).stdout  # markdown for people
+    assert f"| rows | {stats['rows']} |" in table and "| user.role_context |" in table
     parquet = tmp_path / "test.parquet"
     memroute("data", "convert", TEST_PATH, parquet)
+    refused = memroute("data", "convert", TEST_PATH, tmp_path / "out.csv", check=False)
+    assert refused.returncode == 2 and "unknown dataset format '.csv'" in refused.stderr
+    assert not (tmp_path / "out.csv").exists()
+    (tmp_path / "notes.md").write_text("# not metrics\n")
+    refused = memroute("data", "table", f"x={tmp_path / 'notes.md'}", check=False)
+    assert refused.returncode == 2 and f"{tmp_path / 'notes.md'} is not a metrics.json file" in refused.stderr
     assert "ok" in memroute("data", "validate", parquet).stdout
     bad = tmp_path / "bad.jsonl"
     lines = TEST_PATH.read_text().splitlines()
@@ -73,8 +81,12 @@ def test_eval_majority_and_score(tmp_path):
     scored = memroute("data", "score", out / "predictions.jsonl", "--data", TEST_PATH).stdout
     assert f"{metrics['mean_f1']:.3f}" in scored
     cmp = json.loads(memroute("data", "compare", out / "predictions.jsonl", out / "predictions.jsonl",
-                              "--data", TEST_PATH).stdout)
+                              "--data", TEST_PATH, "--json").stdout)
     assert cmp["delta"] == 0.0
+    table = memroute("data", "compare", out / "predictions.jsonl", out / "predictions.jsonl", "--data", TEST_PATH).stdout
+    assert "| mean F1 |" in table and "+0.000" in table
+    assert json.loads(memroute("data", "score", out / "predictions.jsonl", "--data", TEST_PATH, "--json").stdout)[
+        "mean_f1"] == metrics["mean_f1"]
 
 
 def test_eval_tfidf_baseline(tmp_path):
