@@ -28,7 +28,7 @@ DEFAULT_CONFIG = REPO / "configs" / "cpu_sft.yaml"
 
 def _config(args, run_dir: Path):
     from learner.config import SFTConfig
-    from memroute.config import load_config
+    from memroute.core.config import load_config
 
     return load_config(SFTConfig, args.config, [
         f"model.name={args.model}", f"max_steps={args.warmup + args.steps}", "checkpoint_every=1000000",

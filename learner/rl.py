@@ -240,7 +240,7 @@ def train_rl(cfg: RLConfig) -> dict:
     from data.schema import read_examples
     from learner.actor import LearnerGroup
     from learner.placement import STRATEGIES, release, reserve, rl_bundles
-    from memroute.config import dump_config
+    from memroute.core.config import dump_config
 
     if cfg.mode not in ("sync", "off_policy"):
         raise ValueError(f"mode must be sync or off_policy, got {cfg.mode!r}")
@@ -356,7 +356,7 @@ def _loop(cfg: RLConfig, run: Path, ckpt: Path, start_step: int, train, held_out
 
 def main(argv=None) -> int:
     from learner.models import ModelError
-    from memroute.config import ConfigError, load_config
+    from memroute.core.config import ConfigError, load_config
 
     p = argparse.ArgumentParser(prog="memroute rl", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -66,7 +66,7 @@ from learner.sft_data import (
     worker_micro_batches,
 )
 from learner.tracking import RunTracker, read_metrics  # noqa: F401 - read_metrics: re-exported for callers
-from memroute.config import ConfigError, dump_config
+from memroute.core.config import ConfigError, dump_config
 
 log = logging.getLogger(__name__)
 
@@ -707,7 +707,7 @@ def train_sft(cfg: SFTConfig) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from learner.models import ModelError
-    from memroute.config import load_config
+    from memroute.core.config import load_config
 
     parser = argparse.ArgumentParser(prog="python -m learner.sft", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="YAML config (e.g. configs/cpu_sft.yaml); defaults otherwise")

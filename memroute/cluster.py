@@ -404,7 +404,7 @@ def print_urls(state: dict) -> None:
 
 
 def main(argv=None) -> int:
-    from memroute.config import ConfigError, load_config
+    from memroute.core.config import ConfigError, load_config
 
     p = argparse.ArgumentParser(prog="memroute cluster", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

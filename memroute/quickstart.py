@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--port", type=int, default=8000)
     args = p.parse_args(argv)
     from learner.models import ModelError  # cheap: torch loads only when a model does
-    from memroute.config import ConfigError
+    from memroute.core.config import ConfigError
 
     try:
         return run(args)
@@ -73,7 +73,7 @@ def run(args) -> int:
     from learner.models import resolve_model
     from learner.rl import RLConfig, train_rl
     from learner.sft import train_sft
-    from memroute.config import load_config
+    from memroute.core.config import load_config
     from memroute.router import is_default_model, shipped_adapter
 
     start = time.perf_counter()

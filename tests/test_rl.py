@@ -20,7 +20,7 @@ import pytest
 
 from learner.rl import RLConfig, step_batch, train_rl
 from learner.tracking import read_metrics
-from memroute.config import load_config
+from memroute.core.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["learner.model.name=tiny", "learner.model.dtype=float32", "learner.lora.rank=8", "learner.lora.alpha=16",

@@ -30,7 +30,7 @@ from learner.sft_data import (
     epoch_plan,
     worker_micro_batches,
 )
-from memroute.config import ConfigError, load_config
+from memroute.core.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 24

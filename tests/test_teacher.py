@@ -25,7 +25,7 @@ from data.teacher.coverage import coverage_report, length_bucket
 from data.teacher.dedup import find_near_duplicates, jaccard, shingles
 from data.teacher.generate import plan_specs
 from data.teacher.shards import ShardStore
-from memroute.config import load_config
+from memroute.core.config import load_config
 
 from fake_cohere import FakeCohere  # pytest puts tests/ (no __init__.py) on sys.path
 

@@ -19,7 +19,7 @@ from learner.lora import build_policy
 from learner.models import load_tokenizer
 from learner.sft import answer_loss_fn, lowest_adapted_layer, shared_prefix_len, validate_sft_config
 from learner.sft_data import load_sft_examples
-from memroute.config import ConfigError, load_config
+from memroute.core.config import ConfigError, load_config
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from data.embedded import TEST_PATH
 from data.schema import ExampleError, read_examples
 from data.teacher.client import FatalApiError, TeacherClient
 from data.teacher.config import MissingApiKeyError, TeacherConfig, api_key
-from memroute.config import ConfigError, load_config
+from memroute.core.config import ConfigError, load_config
 
 
 def err(msg: str) -> None:
