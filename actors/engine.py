@@ -296,8 +296,7 @@ class Engine:
         self._start()
 
     def _start(self) -> None:
-        from actors.hf_engine import resolve_dtype
-        from learner.models import resolve_model
+        from memroute.core.models import resolve_dtype, resolve_model
 
         cfg = self.cfg
         self.model_path = str(resolve_model(cfg.model))
@@ -328,7 +327,7 @@ class Engine:
         start = time.perf_counter()
         self.llm = LLM(self.model_path, **kwargs)
         self.start_seconds = time.perf_counter() - start
-        from learner.models import load_tokenizer
+        from memroute.core.models import load_tokenizer
 
         self.tokenizer = load_tokenizer(self.model_path)
         self.eos_token_id = self.tokenizer.eos_token_id

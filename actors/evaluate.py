@@ -24,7 +24,7 @@ from data.metrics import Prediction, align, compute_metrics, metrics_table, writ
 from data.parser import parse_answer
 from data.prompt import render_prompt
 from data.schema import read_examples
-from learner.models import ModelError
+from memroute.core.models import ModelError
 
 
 @dataclass

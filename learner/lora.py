@@ -19,8 +19,7 @@ def build_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig, adapter: str | Pa
     from peft import LoraConfig as PeftLoraConfig
     from peft import PeftModel, get_peft_model
 
-    from actors.hf_engine import resolve_dtype
-    from learner.models import load_model, resolve_model
+    from memroute.core.models import load_model, resolve_dtype, resolve_model
 
     base = load_model(resolve_model(model_cfg.name), dtype=resolve_dtype(model_cfg.dtype))
     if model_cfg.gradient_checkpointing:

@@ -285,7 +285,7 @@ def train_rl(cfg: RLConfig) -> dict:
 
 def _loop(cfg: RLConfig, run: Path, ckpt: Path, start_step: int, train, held_out, learner, rollouts) -> dict:
     from learner.losses import NonFiniteLossError
-    from learner.models import load_tokenizer, resolve_model
+    from memroute.core.models import load_tokenizer, resolve_model
     from learner.tracking import RunTracker
 
     tokenizer = load_tokenizer(resolve_model(cfg.learner.model.name))
@@ -355,7 +355,7 @@ def _loop(cfg: RLConfig, run: Path, ckpt: Path, start_step: int, train, held_out
 
 
 def main(argv=None) -> int:
-    from learner.models import ModelError
+    from memroute.core.models import ModelError
     from memroute.core.config import ConfigError, load_config
 
     p = argparse.ArgumentParser(prog="memroute rl", description=__doc__,

@@ -645,7 +645,7 @@ def train_sft(cfg: SFTConfig) -> dict:
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from learner.models import load_tokenizer, resolve_model
+    from memroute.core.models import load_tokenizer, resolve_model
 
     validate_sft_config(cfg)
     run_dir = Path(cfg.run_dir).expanduser().resolve()
@@ -706,7 +706,7 @@ def train_sft(cfg: SFTConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from learner.models import ModelError
+    from memroute.core.models import ModelError
     from memroute.core.config import load_config
 
     parser = argparse.ArgumentParser(prog="python -m learner.sft", description=__doc__.split("\n\n")[0])

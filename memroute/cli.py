@@ -10,7 +10,7 @@ import sys
 
 COMMANDS = {
     "quickstart": ("memroute.quickstart", "the main job on the embedded default: SFT, RL, evaluation, plots, serving"),
-    "model": ("learner.models", "provision the default model (fetch) or the tiny test model (tiny)"),
+    "model": ("memroute.core.models", "provision the default model (fetch) or the tiny test model (tiny)"),
     "data": ("data.cli", "validate, describe, convert and score datasets and predictions"),
     "eval": ("actors.evaluate", "route a dataset with a model and score it"),
     "sft": ("learner.sft", "LoRA supervised fine-tuning on Ray Train"),

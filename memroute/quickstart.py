@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-serve", action="store_true", help="stop after evaluation and plots")
     p.add_argument("--port", type=int, default=8000)
     args = p.parse_args(argv)
-    from learner.models import ModelError  # cheap: torch loads only when a model does
+    from memroute.core.models import ModelError  # cheap: torch loads only when a model does
     from memroute.core.config import ConfigError
 
     try:
@@ -70,7 +70,7 @@ def run(args) -> int:
     from actors.evaluate import EvalConfig, run_eval
     from data.schema import read_examples
     from learner.config import SFTConfig
-    from learner.models import resolve_model
+    from memroute.core.models import resolve_model
     from learner.rl import RLConfig, train_rl
     from learner.sft import train_sft
     from memroute.core.config import load_config

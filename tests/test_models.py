@@ -1,4 +1,4 @@
-"""Tests for learner.models: provisioning the default model and the tiny test model.
+"""Tests for memroute.core.models: provisioning the default model and the tiny test model.
 
 The successful path uses the real cache (``$MEMROUTE_CACHE_DIR`` or ``~/.cache/memroute``), so a machine downloads
 the default model once; failure and corruption tests work on copies in temp cache dirs.
@@ -88,7 +88,7 @@ def test_cache_dir_env_and_default(monkeypatch, tmp_path):
 
 
 def test_module_imports_without_torch():
-    code = "import sys, learner.models; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    code = "import sys, memroute.core.models; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
 
@@ -381,7 +381,7 @@ def test_cli(default_model, tiny_model, capsys, no_download):
 def test_cli_subprocess(tiny_model):
     env = dict(os.environ, MEMROUTE_CACHE_DIR=str(tiny_model.parent.parent))
     out = subprocess.run(
-        [sys.executable, "-m", "learner.models", "path", "tiny"],
+        [sys.executable, "-m", "memroute.core.models", "path", "tiny"],
         check=True, capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[1],
     )  # fmt: skip
     assert out.stdout.strip() == str(tiny_model)

@@ -21,7 +21,7 @@ import pytest
 
 from data.embedded import TRAIN_PATH
 from learner.config import ALL_PROJECTIONS, SFTConfig
-from learner.models import ModelNotFoundError
+from memroute.core.models import ModelNotFoundError
 from learner.sft import CheckpointError, main, read_metrics, train_sft, validate_sft_config
 from learner.sft_data import (
     SFTDataError,

