@@ -137,7 +137,7 @@ def make_rollout_workers(cfg: RolloutConfig, name: str | None = None, placement_
     group, worker i runs (and restarts) in bundle `first_bundle + i`."""
     import ray
 
-    from learner.placement import in_bundle
+    from memroute.core.placement import in_bundle
 
     actor_cls = ray.remote(RolloutWorker)
     # on GPUs a worker holds its engine's whole tensor-parallel group (vLLM's multiprocessing executor then

@@ -262,10 +262,10 @@ class LearnerGroup:
     """N data-parallel `Learner` actors behind one interface (N = cfg.num_learners)."""
 
     def __init__(self, cfg: LearnerConfig, placement_group=None, first_bundle: int = 0):
-        """With a placement group, learner `rank` runs in bundle `first_bundle + rank` (learner/placement.py)."""
+        """With a placement group, learner `rank` runs in bundle `first_bundle + rank` (memroute/core/placement.py)."""
         import ray
 
-        from learner.placement import in_bundle
+        from memroute.core.placement import in_bundle
 
         n = cfg.num_learners
         if n < 1:

@@ -54,7 +54,7 @@ class RLConfig:
     eval_limit: int | None = None
     probe_tolerance: float = 0.05  # max |engine - learner| logprob on the probe sequence after a push
     max_retries: int = 3  # per rollout share, after a worker death
-    placement_strategy: str = "PACK"  # PACK | SPREAD | STRICT_PACK | STRICT_SPREAD | none (learner/placement.py)
+    placement_strategy: str = "PACK"  # PACK | SPREAD | STRICT_PACK | STRICT_SPREAD | none (memroute/core/placement.py)
     placement_timeout_s: float = 600  # wait this long for the cluster (or its autoscaler) to fit the run
     seed: int = 0
 
@@ -239,7 +239,7 @@ def train_rl(cfg: RLConfig) -> dict:
 
     from data.schema import read_examples
     from learner.actor import LearnerGroup
-    from learner.placement import STRATEGIES, release, reserve, rl_bundles
+    from memroute.core.placement import STRATEGIES, release, reserve, rl_bundles
     from memroute.core.config import dump_config
 
     if cfg.mode not in ("sync", "off_policy"):
