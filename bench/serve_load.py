@@ -61,7 +61,7 @@ def random_adapter(folder: str | os.PathLike, model: str, seed: int, std: float 
     """A random LoRA on q_proj / v_proj of `model`, as a peft folder (shapes from the model's config.json)."""
     import torch
 
-    from actors.engine import peft_adapter_config, write_adapter
+    from memroute.core.adapter import peft_adapter_config, write_adapter
     from memroute.core.models import resolve_model
 
     arch = json.loads((Path(resolve_model(model)) / "config.json").read_text())
