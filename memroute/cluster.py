@@ -33,13 +33,13 @@ import shlex
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from data.atomic import write_json_atomic
+from memroute.core.ray_auth import default_token_path, private_if_created
 
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME_ENV = REPO / "configs" / "runtime_env.yaml"
@@ -116,24 +116,6 @@ def auth_headers(token_path: str | None) -> dict[str, str]:
     if not path.exists():
         raise ClusterError(f"no Ray auth token at {path} (`ray get-auth-token --generate` makes one)")
     return {"Authorization": f"Bearer {path.read_text().strip()}"}
-
-
-def default_token_path() -> Path:
-    """Where Ray reads its auth token and where its generator writes one (`ray get-auth-token --generate`, or
-    `ray.init` with RAY_AUTH_MODE=token and no token)."""
-    return Path.home() / ".ray" / "auth_token"
-
-
-@contextmanager
-def private_if_created(path: Path):
-    """A token file the body creates at `path` ends up 0600: Ray's generator writes it with the umask's mode
-    (0644 as a rule), readable by every user of the machine. A file that was there before is left as it is."""
-    existed = path.exists()
-    try:
-        yield
-    finally:
-        if not existed and path.exists():
-            os.chmod(path, 0o600)
 
 
 def ensure_token(token_path: str | None) -> None:

@@ -95,7 +95,7 @@ def deploy(cfg: ServeConfig, wait_s: float = 900.0) -> str:
     digest = key_digest(resolve_api_key(cfg))
     check_bind(cfg.host, digest, cfg)
     resolve_checkpoint(cfg.checkpoint, cfg.engine.model)
-    from memroute.cluster import default_token_path, private_if_created
+    from memroute.core.ray_auth import default_token_path, private_if_created
 
     if not ray.is_initialized():
         # Ray's own auth settings (RAY_AUTH_MODE) apply as set; a token Ray generates for a new cluster is 0600
