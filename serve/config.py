@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from actors.engine import EngineConfig
+from memroute.core.config import ConfigError
 
 
-class ServeConfigError(ValueError):
+class ServeConfigError(ConfigError):
     """A serving config that cannot run; the message names the key or file at fault."""
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from memroute.core import models as M
 from memroute.core.checkpoint import sha256_file
+from memroute.core.errors import run_command
 
 CHAT = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -375,8 +376,11 @@ def test_cli(default_model, tiny_model, capsys, no_download):
     assert capsys.readouterr().out.strip() == str(tiny_model)
     assert M.main(["path", "meta-llama/Llama-3.1-8B-Instruct"]) == 0
     assert capsys.readouterr().out.strip() == "meta-llama/Llama-3.1-8B-Instruct"
-    assert M.main(["path", "/nonexistent/memroute-model"]) == 1
-    assert "/nonexistent/memroute-model" in capsys.readouterr().err
+    with pytest.raises(M.ModelNotFoundError, match="/nonexistent/memroute-model"):
+        M.main(["path", "/nonexistent/memroute-model"])  # the error boundary prints it: a usage error, exit 2
+    assert run_command("memroute model", M.main, ["path", "/nonexistent/memroute-model"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("memroute model: error: ") and "/nonexistent/memroute-model" in err
 
 
 def test_cli_subprocess(tiny_model):

@@ -15,7 +15,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from memroute.core.errors import InputError, InputNotFoundError
+
 _PEFT_PREFIX = "base_model.model."
+
+
+class AdapterNotFoundError(InputNotFoundError):
+    """No LoRA adapter (a folder with adapter_config.json) where one was named."""
+
+
+def require_adapter(folder: str | os.PathLike) -> Path:
+    """`folder` as a Path if it holds a peft adapter (adapter_config.json); else `AdapterNotFoundError`."""
+    if not (Path(folder) / "adapter_config.json").exists():
+        raise AdapterNotFoundError(f"LoRA adapter not found: {folder} (expected a folder with adapter_config.json)")
+    return Path(folder)
 
 
 def peft_adapter_config(lora_config: dict | Any) -> dict:
@@ -32,7 +45,7 @@ def peft_adapter_config(lora_config: dict | Any) -> dict:
         cfg = {"r": cfg["rank"], "lora_alpha": cfg.get("alpha", cfg["rank"]), "lora_dropout": cfg.get("dropout", 0.0),
                "target_modules": list(cfg["target_modules"])}
     if "r" not in cfg or "target_modules" not in cfg:
-        raise ValueError(f"lora_config needs r (or rank) and target_modules, got keys {sorted(cfg)}")
+        raise InputError(f"lora_config needs r (or rank) and target_modules, got keys {sorted(cfg)}")
     out = {
         "peft_type": "LORA", "task_type": "CAUSAL_LM", "bias": "none", "fan_in_fan_out": False,
         "lora_alpha": cfg.get("lora_alpha", cfg["r"]), "lora_dropout": 0.0, "modules_to_save": None,
@@ -45,9 +58,9 @@ def peft_adapter_config(lora_config: dict | Any) -> dict:
     out["target_modules"] = sorted(cfg["target_modules"]) if not isinstance(cfg["target_modules"], str) \
         else cfg["target_modules"]
     if out.get("use_dora"):
-        raise ValueError("DoRA adapters are not supported by the engine")
+        raise InputError("DoRA adapters are not supported by the engine")
     if out.get("modules_to_save"):
-        raise ValueError(f"modules_to_save={out['modules_to_save']} is not supported (LoRA tensors only)")
+        raise InputError(f"modules_to_save={out['modules_to_save']} is not supported (LoRA tensors only)")
     return out
 
 
@@ -72,11 +85,11 @@ def lora_pairs(tensors: dict) -> dict[str, tuple[Any, Any]]:
                 pairs.setdefault(f"{module}.weight", {})[which] = value
                 break
         else:
-            raise ValueError(f"unexpected tensor {key!r} in the LoRA state dict (only lora_A / lora_B are supported)")
+            raise InputError(f"unexpected tensor {key!r} in the LoRA state dict (only lora_A / lora_B are supported)")
     out = {}
     for name, ab in pairs.items():
         if set(ab) != {"lora_A", "lora_B"}:
-            raise ValueError(f"{name}: the LoRA state dict has {sorted(ab)} but needs both lora_A and lora_B")
+            raise InputError(f"{name}: the LoRA state dict has {sorted(ab)} but needs both lora_A and lora_B")
         out[name] = (ab["lora_A"], ab["lora_B"])
     return out
 
@@ -97,8 +110,6 @@ def read_adapter(folder: str | os.PathLike) -> tuple[dict, dict]:
     """(tensors, adapter_config) of a peft adapter folder."""
     from safetensors.torch import load_file
 
-    folder = Path(folder)
+    folder = require_adapter(folder)
     cfg_path = folder / "adapter_config.json"
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"LoRA adapter not found: {folder} (expected a folder with adapter_config.json)")
     return load_file(str(folder / "adapter_model.safetensors")), json.loads(cfg_path.read_text(encoding="utf-8"))

@@ -38,16 +38,16 @@ class InputNotFoundError(UsageError, FileNotFoundError):
     """A file or folder the user named does not exist (or is not the kind of folder it must be)."""
 
 
-def run_command(name: str, main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
-    """Run a command's `main(argv)` and return its exit code; the error boundary of every command.
+def run_command(prog: str, main: Callable[[list[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run a command's `main(argv)` and return its exit code: the error boundary of every command.
 
-    A `MemrouteError` becomes one line `memroute <name>: error: <message>` on stderr and its `exit_code` (2 for a
-    `UsageError`, else 1); argparse's own usage errors exit 2 as they always do; a closed stdout (`... | head`)
-    exits 141 quietly, as other CLIs do."""
+    `prog` is the command as the user typed it (`memroute sft`). A `MemrouteError` becomes one line
+    `<prog>: error: <message>` on stderr and its `exit_code` (2 for a `UsageError`, else 1); argparse's own usage
+    errors exit 2 as they always do; a closed stdout (`... | head`) exits 141 quietly, as other CLIs do."""
     try:
         return main(None if argv is None else list(argv)) or 0
     except MemrouteError as e:
-        print(f"memroute {name}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError:  # the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -37,6 +37,8 @@ from typing import Any, Callable, Iterator
 
 from data.atomic import replace_dir
 from memroute.core.checkpoint import sha256_file
+from memroute.core.config import ConfigError
+from memroute.core.errors import InputNotFoundError, MemrouteError, run_command
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +83,12 @@ PIP_TIMEOUT_S = 1800  # a hung pip must not hang the caller for ever
 # --- errors ---------------------------------------------------------------------------------------------------
 
 
-class ModelError(Exception):
+class ModelError(MemrouteError):
     """Base class of this module's errors."""
 
 
-class ModelNotFoundError(ModelError, FileNotFoundError):
-    """A model name, folder or hub id that cannot be found (or a folder that is not a model)."""
+class ModelNotFoundError(ModelError, InputNotFoundError):
+    """A model name, folder or hub id that cannot be found (or a folder that is not a model): a usage error."""
 
 
 class ModelProvisioningError(ModelError, RuntimeError):
@@ -571,7 +573,7 @@ def resolve_dtype(dtype: str):
     try:
         return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
     except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}: use auto, bfloat16, float16 or float32") from None
+        raise ConfigError(f"unknown dtype {dtype!r}: use auto, bfloat16, float16 or float32") from None
 
 
 def load_model(path: str | os.PathLike, dtype: Any = "auto", **kwargs):
@@ -587,7 +589,7 @@ def load_model(path: str | os.PathLike, dtype: Any = "auto", **kwargs):
             dtype = getattr(torch, dtype)
             assert isinstance(dtype, torch.dtype)
         except (AttributeError, AssertionError):
-            raise ValueError(f"unknown dtype {dtype!r}") from None
+            raise ConfigError(f"unknown dtype {dtype!r}") from None
     resolved, kw = _from_pretrained_kwargs(path)
     try:
         model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype, **kw, **kwargs)
@@ -600,7 +602,7 @@ def load_model(path: str | os.PathLike, dtype: Any = "auto", **kwargs):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m memroute.core.models", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="memroute model", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("fetch", help="download and convert the default model (SmolLM2-135M-Instruct)")
     p.add_argument("--force", action="store_true", help="rebuild even if the folder verifies")
@@ -611,19 +613,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        if args.cmd == "fetch":
-            out: Path | str = fetch_default_model(force=args.force)
-        elif args.cmd == "tiny":
-            out = build_tiny_model(force=args.force)
-        else:
-            out = resolve_model(args.name)
-    except ModelError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if args.cmd == "fetch":
+        out: Path | str = fetch_default_model(force=args.force)
+    elif args.cmd == "tiny":
+        out = build_tiny_model(force=args.force)
+    else:
+        out = resolve_model(args.name)
     print(out)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("memroute model", main))
