@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Sequence
 
 from actors.engine import Engine, EngineConfig
+from memroute.core.adapter import AdapterNotFoundError
 
 
 def check_adapter(adapter: str | None) -> None:
     """Fail before an engine starts (~40 s) when the adapter folder is missing."""
     if adapter and not Path(adapter, "adapter_config.json").exists():
-        raise FileNotFoundError(f"LoRA adapter not found: {adapter} (no adapter_config.json)")
+        raise AdapterNotFoundError(f"LoRA adapter not found: {adapter} (no adapter_config.json)")
 
 
 def _load(cfg: EngineConfig, adapter: str | None) -> Engine:

@@ -43,23 +43,24 @@ worker extension, and the LoRA tensors cross as one safetensors byte string.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import shutil
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
+
+from memroute.core.adapter import lora_pairs, lora_scaling, peft_adapter_config, read_adapter, write_adapter
+from memroute.core.config import ConfigError
+from memroute.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
 WEIGHT_SYNCS = ("lora", "merged")
 GiB = 1 << 30
-_PEFT_PREFIX = "base_model.model."
 
 
 @dataclass
@@ -84,9 +85,9 @@ class EngineConfig:
 
     def __post_init__(self):
         if self.weight_sync not in WEIGHT_SYNCS:
-            raise ValueError(f"weight_sync must be one of {WEIGHT_SYNCS}, got {self.weight_sync!r}")
+            raise ConfigError(f"weight_sync must be one of {WEIGHT_SYNCS}, got {self.weight_sync!r}")
         if self.weight_sync == "lora" and not self.enable_lora:
-            raise ValueError("weight_sync='lora' needs enable_lora=True")
+            raise ConfigError("weight_sync='lora' needs enable_lora=True")
 
     @property
     def uses_lora_layers(self) -> bool:
@@ -102,95 +103,6 @@ class Sample:
     prompt_token_ids: list[int]
     finish_reason: str | None  # "stop" (eos sampled) | "length" (max_tokens)
     version: int  # the weight version that sampled it
-
-
-# --- LoRA adapter helpers ---------------------------------------------------------------------------------------
-
-
-def peft_adapter_config(lora_config: dict | Any) -> dict:
-    """A peft `adapter_config.json` dict from a peft-style dict (r, lora_alpha, target_modules, ...), a
-    memroute `learner.config.LoraConfig` (or its asdict: rank, alpha, target_modules, dropout) or a peft
-    LoraConfig object."""
-    if not isinstance(lora_config, dict):
-        if hasattr(lora_config, "to_dict"):
-            lora_config = lora_config.to_dict()
-        else:
-            lora_config = asdict(lora_config)
-    cfg = dict(lora_config)
-    if "r" not in cfg and "rank" in cfg:  # memroute's LoraConfig
-        cfg = {"r": cfg["rank"], "lora_alpha": cfg.get("alpha", cfg["rank"]), "lora_dropout": cfg.get("dropout", 0.0),
-               "target_modules": list(cfg["target_modules"])}
-    if "r" not in cfg or "target_modules" not in cfg:
-        raise ValueError(f"lora_config needs r (or rank) and target_modules, got keys {sorted(cfg)}")
-    out = {
-        "peft_type": "LORA", "task_type": "CAUSAL_LM", "bias": "none", "fan_in_fan_out": False,
-        "lora_alpha": cfg.get("lora_alpha", cfg["r"]), "lora_dropout": 0.0, "modules_to_save": None,
-        "rank_pattern": {}, "alpha_pattern": {}, "use_rslora": False, "use_dora": False,
-    }
-    for key, value in cfg.items():
-        if key in out or key in ("r", "target_modules", "base_model_name_or_path", "inference_mode",
-                                 "layers_to_transform", "layers_pattern"):
-            out[key] = value
-    out["target_modules"] = sorted(cfg["target_modules"]) if not isinstance(cfg["target_modules"], str) \
-        else cfg["target_modules"]
-    if out.get("use_dora"):
-        raise ValueError("DoRA adapters are not supported by the engine")
-    if out.get("modules_to_save"):
-        raise ValueError(f"modules_to_save={out['modules_to_save']} is not supported (LoRA tensors only)")
-    return out
-
-
-def lora_scaling(adapter_cfg: dict) -> float:
-    r, alpha = adapter_cfg["r"], adapter_cfg["lora_alpha"]
-    return alpha / math.sqrt(r) if adapter_cfg.get("use_rslora") else alpha / r
-
-
-def lora_pairs(tensors: dict) -> dict[str, tuple[Any, Any]]:
-    """peft state-dict tensors -> {checkpoint weight name: (A [r, in], B [out, r])}.
-
-    `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight` -> `model.layers.0.self_attn.q_proj.weight`.
-    """
-    pairs: dict[str, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        name = key[len(_PEFT_PREFIX):] if key.startswith(_PEFT_PREFIX) else key
-        for which in ("lora_A", "lora_B"):
-            marker = f".{which}."
-            if marker in name:
-                module = name.split(marker)[0]
-                module = module.replace(".base_layer", "")
-                pairs.setdefault(f"{module}.weight", {})[which] = value
-                break
-        else:
-            raise ValueError(f"unexpected tensor {key!r} in the LoRA state dict (only lora_A / lora_B are supported)")
-    out = {}
-    for name, ab in pairs.items():
-        if set(ab) != {"lora_A", "lora_B"}:
-            raise ValueError(f"{name}: the LoRA state dict has {sorted(ab)} but needs both lora_A and lora_B")
-        out[name] = (ab["lora_A"], ab["lora_B"])
-    return out
-
-
-def write_adapter(folder: str | os.PathLike, tensors: dict, adapter_cfg: dict) -> Path:
-    """Write a peft adapter folder (adapter_model.safetensors + adapter_config.json)."""
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()},
-              str(folder / "adapter_model.safetensors"))
-    (folder / "adapter_config.json").write_text(json.dumps(adapter_cfg, indent=2), encoding="utf-8")
-    return folder
-
-
-def read_adapter(folder: str | os.PathLike) -> tuple[dict, dict]:
-    """(tensors, adapter_config) of a peft adapter folder."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    cfg_path = folder / "adapter_config.json"
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"LoRA adapter not found: {folder} (expected a folder with adapter_config.json)")
-    return load_file(str(folder / "adapter_model.safetensors")), json.loads(cfg_path.read_text(encoding="utf-8"))
 
 
 # --- the merged strategy, inside vLLM's worker process -------------------------------------------------------
@@ -296,8 +208,7 @@ class Engine:
         self._start()
 
     def _start(self) -> None:
-        from actors.hf_engine import resolve_dtype
-        from learner.models import resolve_model
+        from memroute.core.models import resolve_dtype, resolve_model
 
         cfg = self.cfg
         self.model_path = str(resolve_model(cfg.model))
@@ -317,7 +228,7 @@ class Engine:
             # Read at engine start from the environment, as an integer number of GiB; without it vLLM-CPU sizes
             # the cache from the machine's memory. Fractional sizes go through kv_cache_memory_bytes instead.
             if cfg.kv_cache_gib <= 0:
-                raise ValueError(f"kv_cache_gib must be > 0, got {cfg.kv_cache_gib}")
+                raise ConfigError(f"kv_cache_gib must be > 0, got {cfg.kv_cache_gib}")
             if float(cfg.kv_cache_gib).is_integer():
                 os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(cfg.kv_cache_gib))
             else:
@@ -328,12 +239,12 @@ class Engine:
         start = time.perf_counter()
         self.llm = LLM(self.model_path, **kwargs)
         self.start_seconds = time.perf_counter() - start
-        from learner.models import load_tokenizer
+        from memroute.core.models import load_tokenizer
 
         self.tokenizer = load_tokenizer(self.model_path)
         self.eos_token_id = self.tokenizer.eos_token_id
         if self.eos_token_id is None:
-            raise ValueError(f"{self.model_path}: the tokenizer has no eos token (the stop rule)")
+            raise InputError(f"{self.model_path}: the tokenizer has no eos token (the stop rule)")
 
     # --- prompts ---------------------------------------------------------------------------------------------
 
@@ -451,7 +362,7 @@ class Engine:
         from vllm.lora.request import LoRARequest
 
         if adapter_cfg["r"] > self.cfg.max_lora_rank:
-            raise ValueError(f"LoRA rank {adapter_cfg['r']} > max_lora_rank {self.cfg.max_lora_rank}")
+            raise InputError(f"LoRA rank {adapter_cfg['r']} > max_lora_rank {self.cfg.max_lora_rank}")
         if self._adapter_root is None:
             self._adapter_root = Path(tempfile.mkdtemp(prefix="memroute-adapters-"))
         folder = Path(tempfile.mkdtemp(prefix=f"v{version}-", dir=self._adapter_root))
@@ -476,7 +387,7 @@ class Engine:
         import torch
 
         if adapter_cfg.get("rank_pattern") or adapter_cfg.get("alpha_pattern"):
-            raise ValueError("per-module rank/alpha patterns are not supported by the merged weight sync")
+            raise InputError("per-module rank/alpha patterns are not supported by the merged weight sync")
         from safetensors.torch import save as save_safetensors
 
         flat = {}

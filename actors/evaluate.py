@@ -24,7 +24,7 @@ from data.metrics import Prediction, align, compute_metrics, metrics_table, writ
 from data.parser import parse_answer
 from data.prompt import render_prompt
 from data.schema import read_examples
-from learner.models import ModelError
+from memroute.core.errors import InputError, run_command
 
 
 @dataclass
@@ -105,7 +105,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     if cfg.limit:
         examples = examples[:cfg.limit]
     if not examples:
-        raise ValueError(f"no examples to evaluate in {cfg.data}")
+        raise InputError(f"no examples to evaluate in {cfg.data}")
     start = time.perf_counter()
     if cfg.backend == "majority":
         predictions = majority_predictions(read_mix_examples(cfg.train), examples)
@@ -116,7 +116,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     elif cfg.backend in ("vllm", "ray-data"):
         predictions = predict_with_engine(cfg, examples)
     else:
-        raise ValueError(f"unknown eval backend {cfg.backend!r}: use one of {', '.join(BACKENDS)}")
+        raise InputError(f"unknown eval backend {cfg.backend!r}: use one of {', '.join(BACKENDS)}")
     elapsed = time.perf_counter() - start
     metrics = compute_metrics(align(predictions, examples))
     metrics["config"] = asdict(cfg)
@@ -153,11 +153,7 @@ def parse_args(argv=None) -> EvalConfig:
 
 def main(argv=None) -> int:
     cfg = parse_args(argv)
-    try:
-        metrics = run_eval(cfg)
-    except (FileNotFoundError, ValueError, ModelError) as e:  # ExampleError is a ValueError
-        print(f"memroute eval: error: {e}", file=sys.stderr)
-        return 2
+    metrics = run_eval(cfg)
     system = cfg.backend if cfg.backend in ("majority", "tfidf") else f"{cfg.backend}: {cfg.model}"  # no model
     print(metrics_table(metrics, f"{system} on {Path(cfg.data).name}"))
     print(f"wrote {cfg.out}/predictions.jsonl, metrics.json, metrics.md")
@@ -165,4 +161,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("memroute eval", main))

@@ -6,29 +6,17 @@ backend where vLLM is not installed. It samples text only; it never computes gra
 
 from __future__ import annotations
 
-from pathlib import Path
 from dataclasses import dataclass
 from typing import Sequence
-
-
-def resolve_dtype(dtype: str):
-    """"auto" means bfloat16 on a GPU and float32 on a CPU (CPUs without AVX512-BF16/AMX run bf16 slowly)."""
-    import torch
-
-    if dtype == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    try:
-        return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
-    except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}: use auto, bfloat16, float16 or float32") from None
 
 
 def _merge_adapter(model, adapter: str):
     """Apply a peft LoRA adapter folder and merge it (plain matmuls are faster for inference)."""
     from peft import PeftModel
 
-    if not (Path(adapter) / "adapter_config.json").exists():
-        raise FileNotFoundError(f"LoRA adapter not found: {adapter} (expected a folder with adapter_config.json)")
+    from memroute.core.adapter import require_adapter
+
+    require_adapter(adapter)
     return PeftModel.from_pretrained(model, adapter).merge_and_unload()
 
 
@@ -46,7 +34,7 @@ class HFEngine:
                  batch_size: int = 8):
         import torch
 
-        from learner.models import load_model, load_tokenizer, resolve_model
+        from memroute.core.models import load_model, load_tokenizer, resolve_dtype, resolve_model
 
         self.model_path = resolve_model(model)
         self.tokenizer = load_tokenizer(self.model_path)

@@ -7,8 +7,8 @@ and pushes the weights again before using it.
 
 A rollout: render each example's conversation with the one prompt function -> sample n completions per prompt
 (one request per prompt, prompt prefilled once) -> reward every completion with `data.reward.reward_from_text`
-against the gold categories -> GRPO advantages per group (`learner.losses.group_advantages`) -> one
-`learner.actor.Group` per example. Groups whose rewards are all equal (advantage 0 everywhere) are returned
+against the gold categories -> GRPO advantages per group (`memroute.core.exchange.group_advantages`) -> one
+`memroute.core.exchange.Group` per example. Groups whose rewards are all equal (advantage 0 everywhere) are returned
 too: the driver drops them and counts them.
 """
 
@@ -61,8 +61,7 @@ class RolloutWorker:
     def rollout(self, examples: list, n: int | None = None) -> list:
         from data.parser import parse_answer
         from data.reward import reward_from_text
-        from learner.actor import Group
-        from learner.losses import group_advantages
+        from memroute.core.exchange import Group, group_advantages
 
         n = n or self.cfg.n
         examples = [_as_dict(ex) for ex in examples]
@@ -137,7 +136,7 @@ def make_rollout_workers(cfg: RolloutConfig, name: str | None = None, placement_
     group, worker i runs (and restarts) in bundle `first_bundle + i`."""
     import ray
 
-    from learner.placement import in_bundle
+    from memroute.core.placement import in_bundle
 
     actor_cls = ray.remote(RolloutWorker)
     # on GPUs a worker holds its engine's whole tensor-parallel group (vLLM's multiprocessing executor then

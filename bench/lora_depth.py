@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     from data.atomic import write_json_atomic
     from learner.config import LoraConfig, ModelConfig
     from learner.lora import build_policy
-    from learner.models import load_tokenizer, resolve_model
+    from memroute.core.models import load_tokenizer, resolve_model
     from learner.sft import masked_ce_sum
     from learner.sft_data import collate, load_sft_examples
 

@@ -44,7 +44,7 @@ VARIANTS = [("sync", "sync", ["learner.threads=1"]), ("off_policy", "off_policy"
 def run_mode(args, mode: str, run_dir: Path, extra=()) -> dict:
     from learner.rl import RLConfig, train_rl
     from learner.tracking import read_metrics
-    from memroute.config import load_config
+    from memroute.core.config import load_config
 
     over = [f"mode={mode}", f"steps={args.steps}", f"prompts_per_step={args.prompts}", f"rollout.n={args.n}",
             f"run_dir={run_dir}", f"checkpoint_every={args.steps}", "eval_limit=8", "eval_every=0",

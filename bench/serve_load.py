@@ -61,8 +61,8 @@ def random_adapter(folder: str | os.PathLike, model: str, seed: int, std: float 
     """A random LoRA on q_proj / v_proj of `model`, as a peft folder (shapes from the model's config.json)."""
     import torch
 
-    from actors.engine import peft_adapter_config, write_adapter
-    from learner.models import resolve_model
+    from memroute.core.adapter import peft_adapter_config, write_adapter
+    from memroute.core.models import resolve_model
 
     arch = json.loads((Path(resolve_model(model)) / "config.json").read_text())
     hidden = arch["hidden_size"]
@@ -184,7 +184,7 @@ def serve_llm_phase(args, convs, clients: int) -> dict:
     from ray.serve.schema import ServeDeploySchema
 
     from data.prompt import render_prompt
-    from learner.models import load_tokenizer, resolve_model
+    from memroute.core.models import load_tokenizer, resolve_model
     from serve.app import wait_running
     from serve.config import ServeConfig
 

@@ -28,7 +28,7 @@ DEFAULT_CONFIG = REPO / "configs" / "cpu_sft.yaml"
 
 def _config(args, run_dir: Path):
     from learner.config import SFTConfig
-    from memroute.config import load_config
+    from memroute.core.config import load_config
 
     return load_config(SFTConfig, args.config, [
         f"model.name={args.model}", f"max_steps={args.warmup + args.steps}", "checkpoint_every=1000000",
@@ -40,7 +40,7 @@ def bare_loop(args) -> dict:
     import torch
 
     from learner.lora import build_policy
-    from learner.models import load_tokenizer
+    from memroute.core.models import load_tokenizer
     from learner.sft import answer_loss_fn, build_optimizer, peak_rss_mb, sft_step, shared_prefix_len, total_steps
     from learner.sft_data import epoch_plan, load_sft_examples, steps_per_epoch
 

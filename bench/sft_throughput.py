@@ -92,7 +92,7 @@ def child(args, k: int, path: str) -> dict:
 
     from learner.config import LoraConfig, ModelConfig, SFTConfig
     from learner.lora import build_policy
-    from learner.models import load_tokenizer
+    from memroute.core.models import load_tokenizer
     from learner.segment import num_layers
     from learner.sft import answer_loss_fn, build_optimizer, peak_rss_mb, shared_prefix_len, sft_step
     from learner.trunk_cache import open_cache
@@ -151,7 +151,7 @@ def matmul_gflops(threads: int, m: int = 2048, k: int = 576, n: int = 1536, repe
 
 def corpus_tokens(args) -> tuple[int, int]:
     """(tokens, tokens after the shared prefix) of one epoch of `--corpus`."""
-    from learner.models import load_tokenizer
+    from memroute.core.models import load_tokenizer
     from learner.sft import shared_prefix_len
     from learner.sft_data import load_sft_examples
 

@@ -52,7 +52,8 @@ def main(argv=None) -> int:
     from learner.config import LoraConfig, ModelConfig
     from learner.logprobs import group_logprobs, sequence_logprobs
     from learner.lora import build_policy
-    from learner.losses import group_advantages, policy_loss
+    from learner.losses import policy_loss
+    from memroute.core.exchange import group_advantages
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     from data.schema import read_examples
     from learner.actor import Learner
     from learner.config import LearnerConfig, LoraConfig, ModelConfig
-    from learner.models import load_tokenizer
+    from memroute.core.models import load_tokenizer
 
     examples = [ex.to_dict() for ex in read_examples(TRAIN_PATH)[:args.prompts]]
     lora_cfg = LoraConfig(rank=args.rank, alpha=args.rank)

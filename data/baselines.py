@@ -17,6 +17,7 @@ from typing import Sequence
 from data.metrics import Prediction
 from data.schema import Example
 from data.taxonomy import LABELS, NONE, clean_label_set
+from memroute.core.errors import InputError
 
 
 def majority_label(train: Sequence[Example]) -> str:
@@ -26,7 +27,7 @@ def majority_label(train: Sequence[Example]) -> str:
     frequent exact label set (`none`, 195 rows) on F1.
     """
     if not train:
-        raise ValueError("majority baseline needs a non-empty training set")
+        raise InputError("majority baseline needs a non-empty training set")
     counts = Counter(label for ex in train for label in ex.categories)
     return max(LABELS, key=lambda label: (counts[label], -LABELS.index(label)))
 
@@ -115,7 +116,7 @@ def fit_tfidf(train: Sequence[Example], cs: Sequence[float] = (1.0, 4.0, 16.0, 6
     from data.reward import set_f1
 
     if len(train) < 20:
-        raise ValueError(f"the TF-IDF baseline needs at least 20 training rows, got {len(train)}")
+        raise InputError(f"the TF-IDF baseline needs at least 20 training rows, got {len(train)}")
 
     def vectoriser(rows: Sequence[Example]) -> TfidfRouter:
         df = Counter(term for ex in rows for term in set(_terms(ex)))

@@ -11,6 +11,7 @@ from pathlib import Path
 from data.metrics import align, comparison_tables, compute_metrics, metrics_table, paired_bootstrap, read_predictions
 from data.schema import ExampleError, read_examples, write_examples
 from data.taxonomy import LABELS
+from memroute.core.errors import InputError, InputNotFoundError, run_command
 
 
 def cmd_validate(args) -> int:
@@ -111,7 +112,7 @@ def system_spec(spec: str) -> tuple[str, str]:
     """`NAME=metrics.json` -> (name, path); the name may hold spaces and `=` (the path is after the last one)."""
     name, sep, path = spec.rpartition("=")
     if not sep or not name:
-        raise ValueError(f"expected NAME=metrics.json, got {spec!r}")
+        raise InputError(f"expected NAME=metrics.json, got {spec!r}")
     return name, path
 
 
@@ -119,13 +120,13 @@ def cmd_table(args) -> int:
     systems = []
     for name, path in map(system_spec, args.systems):
         if not Path(path).exists():
-            raise FileNotFoundError(f"metrics file not found: {path}")
+            raise InputNotFoundError(f"metrics file not found: {path}")
         try:
             metrics = json.loads(Path(path).read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path} is not a metrics.json file (not JSON: {e})") from None
+            raise InputError(f"{path} is not a metrics.json file (not JSON: {e})") from None
         if not isinstance(metrics, dict) or "mean_f1" not in metrics:
-            raise ValueError(f"{path} is not a metrics.json file (no mean_f1; write one with `memroute eval`)")
+            raise InputError(f"{path} is not a metrics.json file (no mean_f1; write one with `memroute eval`)")
         systems.append((name, metrics))
     print(comparison_tables(systems), end="")
     return 0
@@ -160,12 +161,8 @@ def main(argv=None) -> int:
     s.add_argument("systems", nargs="+", metavar="NAME=metrics.json")
     s.set_defaults(fn=cmd_table)
     args = p.parse_args(argv)
-    try:
-        return args.fn(args)
-    except (ExampleError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return args.fn(args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("memroute data", main))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from data.atomic import write_jsonl_atomic
+from memroute.core.errors import InputError, InputNotFoundError
 from data.reward import reward_from_labels, set_f1
 from data.schema import Example
 from data.taxonomy import LABELS, NONE, clean_label_set, majority_horizon, set_scope
@@ -27,8 +28,8 @@ class Prediction:
     model: str = ""
 
 
-class PredictionError(ValueError):
-    pass
+class PredictionError(InputError):
+    """A predictions file that cannot be read or scored; the message names the file and line."""
 
 
 def write_predictions(path: str | os.PathLike, predictions: Sequence[Prediction]) -> None:
@@ -38,7 +39,7 @@ def write_predictions(path: str | os.PathLike, predictions: Sequence[Prediction]
 def read_predictions(path: str | os.PathLike) -> list[Prediction]:
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"predictions file not found: {path}")
+        raise InputNotFoundError(f"predictions file not found: {path}")
     out = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -91,7 +92,7 @@ def compute_metrics(pairs: Sequence[tuple[list[str], list[str]]], n_boot: int = 
     """All routing metrics for (predicted, gold) label-list pairs."""
     n = len(pairs)
     if n == 0:
-        raise ValueError("no predictions to score")
+        raise InputError("no predictions to score")
     counts = {label: {"tp": 0, "fp": 0, "fn": 0} for label in LABELS}
     exact = any_match = horizon_agree = scope_agree = parse_fail = n_pred = 0
     rewards = []
@@ -144,7 +145,7 @@ def paired_bootstrap(pairs_a, pairs_b, n_boot: int = 1000, seed: int = 0) -> dic
     """Compare two systems on the same examples: mean F1 difference (B - A), its 95% interval, and the share
     of resamples where B does not beat A (a one-sided p-value)."""
     if len(pairs_a) != len(pairs_b) or not pairs_a:
-        raise ValueError("paired bootstrap needs two non-empty prediction sets over the same examples")
+        raise InputError("paired bootstrap needs two non-empty prediction sets over the same examples")
     diffs = [b - a for a, b in zip(row_scores(pairs_a), row_scores(pairs_b))]
     exact = [float(set(pb) == set(gb)) - float(set(pa) == set(ga)) for (pa, ga), (pb, gb) in zip(pairs_a, pairs_b)]
     rng = random.Random(seed)

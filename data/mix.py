@@ -10,9 +10,10 @@ import os
 from pathlib import Path
 
 from data.schema import Example, read_examples
+from memroute.core.errors import InputError
 
 
-class MixError(ValueError):
+class MixError(InputError):
     """A mix that cannot be read as one dataset; the message names the files."""
 
 

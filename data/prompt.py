@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from data.parser import format_answer
 from data.taxonomy import LABELS, NONE
+from memroute.core.errors import InputError
 
 # Labels only, no descriptions: the descriptions (taxonomy.CATEGORIES) cost ~350 tokens per prompt, which is
 # most of the training compute on short conversations, and a fine-tuned router does not need them.
@@ -36,7 +37,7 @@ def prompt_messages(conversation: list[dict[str, str]]) -> list[dict[str, str]]:
 def render_prompt(tokenizer, conversation: list[dict[str, str]]) -> str:
     """Model input text for a conversation, through the tokenizer's own chat template."""
     if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError(f"tokenizer {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template; "
+        raise InputError(f"tokenizer {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template; "
                          "memroute needs an instruct/chat model's tokenizer")
     return tokenizer.apply_chat_template(prompt_messages(conversation), tokenize=False, add_generation_prompt=True)
 

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from data.atomic import atomic_path, write_jsonl_atomic
+from memroute.core.errors import InputError, InputNotFoundError
 from data.taxonomy import BY_NAME, HORIZONS, LABELS, NONE, SCOPES, canonical_order, majority_horizon, set_scope
 
 ROLES = ("user", "assistant")
 HORIZON_VALUES = HORIZONS + ("mixed", "none")
 
 
-class ExampleError(ValueError):
+class ExampleError(InputError):
     """A row that does not fit the schema. `where` is `path:line` (or `path:row N` for Parquet)."""
 
     def __init__(self, where: str, field_name: str, problem: str):
@@ -166,7 +167,7 @@ SUFFIXES = (".jsonl", ".parquet")
 def check_suffix(path: Path) -> None:
     """Datasets are JSONL or Parquet, told apart by suffix: anything else is refused, not guessed."""
     if path.suffix not in SUFFIXES:
-        raise ValueError(f"{path}: unknown dataset format {path.suffix or '(no suffix)'!r}; use .jsonl or .parquet")
+        raise InputError(f"{path}: unknown dataset format {path.suffix or '(no suffix)'!r}; use .jsonl or .parquet")
 
 
 def read_examples(path: str | os.PathLike, require_labels: bool = True,
@@ -180,7 +181,7 @@ def read_examples(path: str | os.PathLike, require_labels: bool = True,
     path = Path(path)
     check_suffix(path)
     if not path.exists():
-        raise FileNotFoundError(f"dataset not found: {path}")
+        raise InputNotFoundError(f"dataset not found: {path}")
     rows = _parquet_rows(path) if path.suffix == ".parquet" else _jsonl_rows(path)
     examples, first_at = [], {}
     for where, obj in rows:

@@ -14,36 +14,11 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from data.atomic import replace_dir, write_json_atomic
 from learner.config import LearnerConfig
-
-
-@dataclass
-class Group:
-    """N sampled completions of one prompt, as the rollout workers return them."""
-    prompt_ids: list[int]
-    completion_ids: list[list[int]]
-    sampler_logprobs: list[list[float]]  # per completion token, from the sampler
-    advantages: list[float]  # one per completion
-    policy_version: int = 0  # the adapter version that sampled them
-    meta: dict = field(default_factory=dict)
-
-    def n_tokens(self) -> int:
-        return sum(len(c) for c in self.completion_ids)
-
-    def validate(self) -> None:
-        n = len(self.completion_ids)
-        if n == 0 or not self.prompt_ids:
-            raise ValueError("a group needs a prompt and at least one completion")
-        if len(self.sampler_logprobs) != n or len(self.advantages) != n:
-            raise ValueError(f"group has {n} completions but {len(self.sampler_logprobs)} logprob rows and "
-                             f"{len(self.advantages)} advantages")
-        for i, (c, lp) in enumerate(zip(self.completion_ids, self.sampler_logprobs)):
-            if len(c) != len(lp) or not c:
-                raise ValueError(f"completion {i}: {len(c)} tokens but {len(lp)} sampler logprobs")
+from memroute.core.exchange import Group
 
 
 def _stack(rows, width: int):
@@ -262,10 +237,10 @@ class LearnerGroup:
     """N data-parallel `Learner` actors behind one interface (N = cfg.num_learners)."""
 
     def __init__(self, cfg: LearnerConfig, placement_group=None, first_bundle: int = 0):
-        """With a placement group, learner `rank` runs in bundle `first_bundle + rank` (learner/placement.py)."""
+        """With a placement group, learner `rank` runs in bundle `first_bundle + rank` (memroute/core/placement.py)."""
         import ray
 
-        from learner.placement import in_bundle
+        from memroute.core.placement import in_bundle
 
         n = cfg.num_learners
         if n < 1:

@@ -19,16 +19,15 @@ def build_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig, adapter: str | Pa
     from peft import LoraConfig as PeftLoraConfig
     from peft import PeftModel, get_peft_model
 
-    from actors.hf_engine import resolve_dtype
-    from learner.models import load_model, resolve_model
+    from memroute.core.adapter import require_adapter
+    from memroute.core.models import load_model, resolve_dtype, resolve_model
 
     base = load_model(resolve_model(model_cfg.name), dtype=resolve_dtype(model_cfg.dtype))
     if model_cfg.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.enable_input_require_grads()
     if adapter is not None:
-        if not (Path(adapter) / "adapter_config.json").exists():
-            raise FileNotFoundError(f"LoRA adapter not found: {adapter} (expected a folder with adapter_config.json)")
+        require_adapter(adapter)
         return PeftModel.from_pretrained(base, str(adapter), is_trainable=trainable)
     peft_cfg = PeftLoraConfig(r=lora_cfg.rank, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
                               target_modules=list(lora_cfg.target_modules), task_type="CAUSAL_LM", bias="none",

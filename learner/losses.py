@@ -1,4 +1,5 @@
-"""Per-token policy-gradient losses for LoRA RL, and group-normalised advantages. Pure torch.
+"""Per-token policy-gradient losses for LoRA RL. Pure torch. (The group-normalised advantages the rollout workers
+compute are in memroute/core/exchange.py.)
 
 Notation, per sequence ``b`` and completion token ``t`` (only tokens with ``mask[b, t] = 1`` count):
 
@@ -52,8 +53,6 @@ dtype. A non-finite loss raises ``NonFiniteLossError`` so the caller never takes
 """
 
 from __future__ import annotations
-
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -208,54 +207,3 @@ def policy_loss(
         if kl_tok is not None:
             stats["kl"] = float(kl_tok[valid].mean())
     return loss, stats
-
-
-# --- advantages -------------------------------------------------------------------------------------------------
-
-
-def _rewards_tensor(rewards: Sequence[float] | Tensor, group_size: int) -> Tensor:
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-        raise ValueError(f"group_size must be a positive int, got {group_size!r}")
-    r = rewards.detach() if isinstance(rewards, Tensor) else torch.as_tensor(list(rewards))
-    r = r.to(torch.float32)
-    if r.dim() != 1:
-        raise ValueError(f"rewards must be 1-D (one per completion), got shape {tuple(r.shape)}")
-    if r.numel() % group_size != 0:
-        raise ValueError(
-            f"{r.numel()} rewards do not split into groups of {group_size} (the rewards of a prompt's "
-            f"completions must be consecutive, {group_size} per prompt)"
-        )
-    if not torch.isfinite(r).all():
-        bad = torch.nonzero(~torch.isfinite(r)).flatten().tolist()
-        raise ValueError(f"non-finite rewards at positions {bad[:10]}")
-    return r
-
-
-def group_advantages(
-    rewards: Sequence[float] | Tensor, group_size: int, normalize_std: bool = True, eps: float = 1e-6
-) -> Tensor:
-    """GRPO advantages: each reward minus its group's mean, divided by the group's std when ``normalize_std``.
-
-    ``rewards`` holds ``G = len(rewards) / group_size`` consecutive groups (one prompt's completions each)::
-
-        A_i = (r_i - mean_g)                      normalize_std=False (Dr. GRPO)
-        A_i = (r_i - mean_g) / (std_g + eps)      normalize_std=True  (GRPO)
-
-    ``std_g`` is the population std of the group (divides by ``group_size``, not ``group_size - 1``), so a group of
-    one is well defined (advantage 0). A group whose rewards are all equal gets advantage 0 for every member (see
-    ``equal_reward_groups``). Returns a float32 tensor of ``len(rewards)``.
-    """
-    r = _rewards_tensor(rewards, group_size)
-    g = r.view(-1, group_size)
-    centred = g - g.mean(dim=1, keepdim=True)
-    if normalize_std:
-        centred = centred / (g.std(dim=1, correction=0, keepdim=True) + eps)
-    return centred.reshape(-1)
-
-
-def equal_reward_groups(rewards: Sequence[float] | Tensor, group_size: int, atol: float = 0.0) -> list[int]:
-    """Indices of the groups (0-based) whose rewards are all equal (max - min <= atol); they carry no signal."""
-    r = _rewards_tensor(rewards, group_size)
-    g = r.view(-1, group_size)
-    spread = g.max(dim=1).values - g.min(dim=1).values
-    return torch.nonzero(spread <= atol).flatten().tolist()

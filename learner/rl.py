@@ -30,6 +30,7 @@ from actors.rollout import RolloutConfig
 from data.atomic import write_json_atomic, write_text_atomic
 from data.embedded import TEST_PATH, TRAIN_PATH
 from learner.config import LearnerConfig
+from memroute.core.errors import InputError, MemrouteError, run_command
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +55,16 @@ class RLConfig:
     eval_limit: int | None = None
     probe_tolerance: float = 0.05  # max |engine - learner| logprob on the probe sequence after a push
     max_retries: int = 3  # per rollout share, after a worker death
-    placement_strategy: str = "PACK"  # PACK | SPREAD | STRICT_PACK | STRICT_SPREAD | none (learner/placement.py)
+    placement_strategy: str = "PACK"  # PACK | SPREAD | STRICT_PACK | STRICT_SPREAD | none (memroute/core/placement.py)
     placement_timeout_s: float = 600  # wait this long for the cluster (or its autoscaler) to fit the run
     seed: int = 0
 
 
-class WeightSyncError(RuntimeError):
+class WeightSyncError(MemrouteError, RuntimeError):
     """The rollout engine does not sample with the weights the learner pushed."""
 
 
-class UpdateRefused(RuntimeError):
+class UpdateRefused(MemrouteError, RuntimeError):
     """The learner refused a step (NaN/inf loss or gradient); its weights are unchanged and nothing was pushed."""
 
 
@@ -239,23 +240,23 @@ def train_rl(cfg: RLConfig) -> dict:
 
     from data.schema import read_examples
     from learner.actor import LearnerGroup
-    from learner.placement import STRATEGIES, release, reserve, rl_bundles
-    from memroute.config import dump_config
+    from memroute.core.placement import STRATEGIES, release, reserve, rl_bundles
+    from memroute.core.config import ConfigError, dump_config
 
     if cfg.mode not in ("sync", "off_policy"):
-        raise ValueError(f"mode must be sync or off_policy, got {cfg.mode!r}")
+        raise ConfigError(f"mode must be sync or off_policy, got {cfg.mode!r}")
     if cfg.placement_strategy not in (*STRATEGIES, "none"):
-        raise ValueError(f"placement_strategy must be one of {', '.join(STRATEGIES)} or none, "
-                         f"got {cfg.placement_strategy!r}")
+        raise ConfigError(f"placement_strategy must be one of {', '.join(STRATEGIES)} or none, "
+                          f"got {cfg.placement_strategy!r}")
     if cfg.learner.threads is not None and cfg.learner.threads < 1:
-        raise ValueError(f"learner.threads must be >= 1, got {cfg.learner.threads}")
+        raise ConfigError(f"learner.threads must be >= 1, got {cfg.learner.threads}")
     if cfg.learner.loss.kl_reference not in ("base", "start"):
-        raise ValueError(f"learner.loss.kl_reference must be base or start, got {cfg.learner.loss.kl_reference!r}")
+        raise ConfigError(f"learner.loss.kl_reference must be base or start, got {cfg.learner.loss.kl_reference!r}")
     if cfg.learner.loss.kl_reference == "start" and not cfg.learner.adapter:
-        raise ValueError("learner.loss.kl_reference=start needs learner.adapter (the adapter RL starts from)")
+        raise ConfigError("learner.loss.kl_reference=start needs learner.adapter (the adapter RL starts from)")
     train, held_out = read_examples(cfg.train_data), read_examples(cfg.eval_data)
     if not train:
-        raise ValueError(f"no training conversations in {cfg.train_data}")
+        raise InputError(f"no training conversations in {cfg.train_data}")
     if not ray.is_initialized():
         ray.init()
     run = Path(cfg.run_dir)
@@ -285,7 +286,7 @@ def train_rl(cfg: RLConfig) -> dict:
 
 def _loop(cfg: RLConfig, run: Path, ckpt: Path, start_step: int, train, held_out, learner, rollouts) -> dict:
     from learner.losses import NonFiniteLossError
-    from learner.models import load_tokenizer, resolve_model
+    from memroute.core.models import load_tokenizer, resolve_model
     from learner.tracking import RunTracker
 
     tokenizer = load_tokenizer(resolve_model(cfg.learner.model.name))
@@ -355,8 +356,7 @@ def _loop(cfg: RLConfig, run: Path, ckpt: Path, start_step: int, train, held_out
 
 
 def main(argv=None) -> int:
-    from learner.models import ModelError
-    from memroute.config import ConfigError, load_config
+    from memroute.core.config import load_config
 
     p = argparse.ArgumentParser(prog="memroute rl", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -364,11 +364,7 @@ def main(argv=None) -> int:
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. steps=50 learner.loss.kind=ppo")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        result = train_rl(load_config(RLConfig, args.config, args.overrides))
-    except (ConfigError, FileNotFoundError, ValueError, ModelError, WeightSyncError, UpdateRefused) as e:
-        print(f"memroute rl: error: {e}", file=sys.stderr)
-        return 2
+    result = train_rl(load_config(RLConfig, args.config, args.overrides))
     ev = result["eval"]
     print(f"eval: mean F1 {ev['mean_f1']:.3f}, exact {ev['exact_match']:.3f}, parse failures "
           f"{ev['parse_failure_rate']:.3f}; adapter at {result['adapter']}")
@@ -376,4 +372,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("memroute rl", main))

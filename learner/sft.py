@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -66,21 +65,17 @@ from learner.sft_data import (
     worker_micro_batches,
 )
 from learner.tracking import RunTracker, read_metrics  # noqa: F401 - read_metrics: re-exported for callers
-from memroute.config import ConfigError, dump_config
+from memroute.core.checkpoint import RAY_RUN_NAME, CheckpointError, ray_latest_checkpoint, sha256_file
+from memroute.core.config import ConfigError, dump_config
+from memroute.core.errors import run_command
 
 log = logging.getLogger(__name__)
 
-RAY_RUN_NAME = "train"  # Ray Train's folder inside run_dir
 CHECKPOINT_MANIFEST = "memroute_checkpoint.json"
 CHECKPOINT_FORMAT = 1
 TRAINER_STATE = "trainer_state.pt"
-RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
 SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
 GAUGES = ("loss", "lr", "grad_norm", "tokens", "tokens_per_s", "elapsed", "step", "epoch")  # memroute_sft_<name>
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, corrupt, or does not fit the run; the message names it."""
 
 
 # --- config checks --------------------------------------------------------------------------------------------
@@ -147,14 +142,6 @@ def total_steps(cfg: SFTConfig, n_examples: int) -> int:
 # --- checkpoints ----------------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
                   if p.is_file() and p.name != CHECKPOINT_MANIFEST)
@@ -172,7 +159,7 @@ def write_checkpoint(folder: Path, policy, optimizer, scheduler, state: dict, cf
     manifest = {
         "format": CHECKPOINT_FORMAT,
         **{k: state[k] for k in ("global_step", "epoch", "step_in_epoch", "plan_fingerprint", "total_steps")},
-        "files": {rel: _sha256(folder / rel) for rel in _files(folder)},
+        "files": {rel: sha256_file(folder / rel) for rel in _files(folder)},
     }
     (folder / CHECKPOINT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
@@ -198,25 +185,9 @@ def verify_checkpoint(folder: str | os.PathLike) -> dict:
         p = folder / rel
         if not p.is_file():
             raise CheckpointError(f"checkpoint {folder} is corrupt: {rel} is missing")
-        if _sha256(p) != digest:
+        if sha256_file(p) != digest:
             raise CheckpointError(f"checkpoint {folder} is corrupt: {rel} does not match its sha256")
     return manifest
-
-
-def ray_latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    """The latest checkpoint Ray Train committed for `run_dir` (from its snapshot), or None if there is none."""
-    exp = Path(run_dir) / RAY_RUN_NAME
-    snap = exp / RAY_SNAPSHOT
-    if not snap.exists():
-        return None
-    try:
-        latest = json.loads(snap.read_text(encoding="utf-8")).get("latest_checkpoint_result")
-        name = latest["checkpoint_dir_name"] if latest else None
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"Ray Train's checkpoint list {snap} is corrupt ({e}); cannot tell which checkpoint "
-                              f"is the latest. Resume from a given one with resume_from=<checkpoint folder> and a "
-                              f"new run_dir, or delete {exp} to start over") from None
-    return exp / name if name else None
 
 
 def resolve_resume(cfg: SFTConfig, run_dir: Path) -> Path | None:
@@ -645,7 +616,7 @@ def train_sft(cfg: SFTConfig) -> dict:
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from learner.models import load_tokenizer, resolve_model
+    from memroute.core.models import load_tokenizer, resolve_model
 
     validate_sft_config(cfg)
     run_dir = Path(cfg.run_dir).expanduser().resolve()
@@ -706,21 +677,15 @@ def train_sft(cfg: SFTConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from learner.models import ModelError
-    from memroute.config import load_config
+    from memroute.core.config import load_config
 
-    parser = argparse.ArgumentParser(prog="python -m learner.sft", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="memroute sft", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="YAML config (e.g. configs/cpu_sft.yaml); defaults otherwise")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-4 max_steps=10")
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        cfg = load_config(SFTConfig, args.config, args.overrides)
-        out = train_sft(cfg)
-    except (ConfigError, SFTDataError, CheckpointError, ModelError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    out = train_sft(load_config(SFTConfig, args.config, args.overrides))
     loss = out.get("final_loss")
     print(f"adapter written to {out['adapter']} (step {out.get('global_step')}/{out.get('total_steps')}"
           + (f", final loss {loss:.4f})" if loss is not None else ")"))
@@ -728,4 +693,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("memroute sft", main))

@@ -29,12 +29,13 @@ from typing import Sequence
 
 from data.prompt import completion_text, render_prompt
 from data.mix import MixError, read_mix
+from memroute.core.errors import InputError
 
 IGNORE_INDEX = -100
 WINDOW_BATCHES = 50  # length-sort windows of this many batches
 
 
-class SFTDataError(ValueError):
+class SFTDataError(InputError):
     """A dataset or batching setting that SFT cannot use; the message names the file / example / setting."""
 
 

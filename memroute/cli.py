@@ -1,6 +1,9 @@
 """The `memroute` command: one subcommand per module, each also runnable as `python -m <module>`.
 
-Modules are imported only when their subcommand runs, so `memroute data ...` never loads torch.
+Modules are imported only when their subcommand runs, so `memroute data ...` never loads torch. Every subcommand
+runs through the one error boundary, `memroute.core.errors.run_command` (as does each module's `python -m` entry):
+a user-facing error is one line `memroute <command>: error: <message>`, exit 2 for usage and config errors, 1 for
+runtime failures.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import sys
 
 COMMANDS = {
     "quickstart": ("memroute.quickstart", "the main job on the embedded default: SFT, RL, evaluation, plots, serving"),
-    "model": ("learner.models", "provision the default model (fetch) or the tiny test model (tiny)"),
+    "model": ("memroute.core.models", "provision the default model (fetch) or the tiny test model (tiny)"),
     "data": ("data.cli", "validate, describe, convert and score datasets and predictions"),
     "eval": ("actors.evaluate", "route a dataset with a model and score it"),
     "sft": ("learner.sft", "LoRA supervised fine-tuning on Ray Train"),
@@ -54,8 +57,10 @@ def _main(argv=None) -> int:
     if argv[0] not in COMMANDS:
         print(f"memroute: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    from memroute.core.errors import run_command
+
     module = importlib.import_module(COMMANDS[argv[0]][0])
-    return module.main(argv[1:]) or 0
+    return run_command(f"memroute {argv[0]}", module.main, argv[1:])
 
 
 if __name__ == "__main__":

@@ -33,13 +33,14 @@ import shlex
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from data.atomic import write_json_atomic
+from memroute.core.errors import MemrouteError, run_command
+from memroute.core.ray_auth import default_token_path, private_if_created
 
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME_ENV = REPO / "configs" / "runtime_env.yaml"
@@ -58,8 +59,12 @@ TINY_SERVE = ["engine.model=tiny", "engine.kv_cache_gib=1", "engine.max_model_le
               "max_conversation_tokens=512", "max_tokens=24", "max_batch_size=16", "max_ongoing_requests=32"]
 
 
-class ClusterError(RuntimeError):
+class ClusterError(MemrouteError, RuntimeError):
     """The local cluster cannot start, or a job on it failed; the message says which and where its log is."""
+
+
+class JobTimeout(ClusterError, TimeoutError):
+    """A job on the cluster did not finish in time."""
 
 
 @dataclass
@@ -116,24 +121,6 @@ def auth_headers(token_path: str | None) -> dict[str, str]:
     if not path.exists():
         raise ClusterError(f"no Ray auth token at {path} (`ray get-auth-token --generate` makes one)")
     return {"Authorization": f"Bearer {path.read_text().strip()}"}
-
-
-def default_token_path() -> Path:
-    """Where Ray reads its auth token and where its generator writes one (`ray get-auth-token --generate`, or
-    `ray.init` with RAY_AUTH_MODE=token and no token)."""
-    return Path.home() / ".ray" / "auth_token"
-
-
-@contextmanager
-def private_if_created(path: Path):
-    """A token file the body creates at `path` ends up 0600: Ray's generator writes it with the umask's mode
-    (0644 as a rule), readable by every user of the machine. A file that was there before is left as it is."""
-    existed = path.exists()
-    try:
-        yield
-    finally:
-        if not existed and path.exists():
-            os.chmod(path, 0o600)
 
 
 def ensure_token(token_path: str | None) -> None:
@@ -290,7 +277,7 @@ def wait_job(client, job_id: str, timeout_s: float, follow: bool = True) -> str:
         if status in TERMINAL:
             return status
         time.sleep(2)
-    raise TimeoutError(f"job {job_id} not finished after {timeout_s:.0f}s")
+    raise JobTimeout(f"job {job_id} not finished after {timeout_s:.0f}s")
 
 
 def run_job(client, name: str, entrypoint: str, timeout_s: float) -> str:
@@ -371,7 +358,7 @@ def up(cfg: ClusterConfig, tiny: bool = False, head_only: bool = False) -> dict:
             state["jobs"][name] = run_job(client, name, entrypoint, cfg.job_timeout_s)
             write_json_atomic(state_dir / "cluster.json", state)
         _check_endpoint(state["urls"]["endpoint"])
-    except (ClusterError, TimeoutError) as e:
+    except ClusterError as e:
         raise ClusterError(f"{e}\nthe head is still up for inspection ({state['urls']['dashboard']}); "
                            "`memroute cluster down` stops it") from e
     return state
@@ -404,7 +391,7 @@ def print_urls(state: dict) -> None:
 
 
 def main(argv=None) -> int:
-    from memroute.config import ConfigError, load_config
+    from memroute.core.config import load_config
 
     p = argparse.ArgumentParser(prog="memroute cluster", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -431,12 +418,8 @@ def main(argv=None) -> int:
         print(f"running (pid {state['pid']}); jobs: {state['jobs'] or 'none yet'}")
         print_urls(state)
         return 0
-    try:
-        cfg = load_config(ClusterConfig, args.config, args.overrides)
-        state = up(cfg, tiny=args.tiny, head_only=args.head_only)
-    except (ConfigError, ClusterError, TimeoutError) as e:
-        print(f"memroute cluster: error: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(ClusterConfig, args.config, args.overrides)
+    state = up(cfg, tiny=args.tiny, head_only=args.head_only)
     print("\nthe cluster is up:")
     print_urls(state)
     print("stop it with: memroute cluster down")
@@ -444,4 +427,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("memroute cluster", main))

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from data.atomic import atomic_path, write_json_atomic
+from memroute.core.errors import InputNotFoundError, run_command
 
 
 def _checkpoints(run_dir: Path) -> dict[int, Path]:
@@ -39,11 +40,11 @@ def choose(run_dir: Path, steps: list[int] | None, every_epoch: bool) -> list[tu
 
     ckpts = _checkpoints(run_dir)
     if not ckpts:
-        raise FileNotFoundError(f"no committed checkpoints under {run_dir / 'train'}")
+        raise InputNotFoundError(f"no committed checkpoints under {run_dir / 'train'}")
     if steps:
         missing = [s for s in steps if s not in ckpts]
         if missing:
-            raise FileNotFoundError(f"no checkpoint at step(s) {missing} in {run_dir}; have {sorted(ckpts)}")
+            raise InputNotFoundError(f"no checkpoint at step(s) {missing} in {run_dir}; have {sorted(ckpts)}")
         return [(s, ckpts[s]) for s in steps]
     if every_epoch:
         per_epoch = _steps_per_epoch(run_dir, yaml)
@@ -122,15 +123,13 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=None, help="score only the first N conversations of each set")
     p.add_argument("--model", default="smollm2-135m")
     args = p.parse_args(argv)
+    if any("=" not in x for x in args.extra):
+        p.error("--extra takes NAME=DATA")
     datasets = [("test", args.data)] + [tuple(x.split("=", 1)) for x in args.extra]
     steps = [int(s) for s in args.steps.split(",")] if args.steps else None
-    try:
-        curve(Path(args.run_dir), datasets, Path(args.out), steps, args.every_epoch, args.limit, args.model)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"memroute curve: error: {e}", file=sys.stderr)
-        return 2
+    curve(Path(args.run_dir), datasets, Path(args.out), steps, args.every_epoch, args.limit, args.model)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("memroute curve", main))

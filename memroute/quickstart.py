@@ -24,6 +24,7 @@ from pathlib import Path
 
 from data.atomic import write_text_atomic
 from data.embedded import SHORT_TRAIN_PATH, TEST_PATH, TRAIN_PATH
+from memroute.core.errors import run_command
 
 REPO = Path(__file__).resolve().parents[1]
 # What keeps the whole quickstart under 30 minutes on a 2-core CPU: LoRA in the last 4 decoder layers trained from
@@ -49,15 +50,7 @@ def main(argv=None) -> int:
                    help=f"overrides of configs/cpu_rl.yaml, after the quickstart's own ({' '.join(QUICK_RL)})")
     p.add_argument("--no-serve", action="store_true", help="stop after evaluation and plots")
     p.add_argument("--port", type=int, default=8000)
-    args = p.parse_args(argv)
-    from learner.models import ModelError  # cheap: torch loads only when a model does
-    from memroute.config import ConfigError
-
-    try:
-        return run(args)
-    except (FileNotFoundError, ValueError, ModelError, ConfigError) as e:
-        print(f"memroute quickstart: error: {e}", file=sys.stderr)
-        return 2
+    return run(p.parse_args(argv))
 
 
 def stage(n: int, text: str) -> None:
@@ -70,10 +63,10 @@ def run(args) -> int:
     from actors.evaluate import EvalConfig, run_eval
     from data.schema import read_examples
     from learner.config import SFTConfig
-    from learner.models import resolve_model
+    from memroute.core.models import resolve_model
     from learner.rl import RLConfig, train_rl
     from learner.sft import train_sft
-    from memroute.config import load_config
+    from memroute.core.config import load_config
     from memroute.router import is_default_model, shipped_adapter
 
     start = time.perf_counter()
@@ -171,4 +164,4 @@ def _serve(adapter: str, port: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("memroute quickstart", main))

@@ -56,7 +56,7 @@ def build_app(cfg: ServeConfig | None = None, digest: str | None = None):
 def config_from_args(args: dict) -> tuple[ServeConfig, str | None]:
     """A ServeConfig from a Serve config file's `args:` (ServeConfig keys, plus `config`: a YAML file of them, and
     `api_key_sha256`: the key's digest, which `memroute serve` passes so the key itself never leaves the driver)."""
-    from memroute.config import load_config
+    from memroute.core.config import load_config
 
     args = dict(args or {})
     path = args.pop("config", None)
@@ -95,7 +95,7 @@ def deploy(cfg: ServeConfig, wait_s: float = 900.0) -> str:
     digest = key_digest(resolve_api_key(cfg))
     check_bind(cfg.host, digest, cfg)
     resolve_checkpoint(cfg.checkpoint, cfg.engine.model)
-    from memroute.cluster import default_token_path, private_if_created
+    from memroute.core.ray_auth import default_token_path, private_if_created
 
     if not ray.is_initialized():
         # Ray's own auth settings (RAY_AUTH_MODE) apply as set; a token Ray generates for a new cluster is 0600
@@ -151,7 +151,7 @@ def _parse(argv):
 
 
 def main(argv=None) -> int:
-    from memroute.config import ConfigError, load_config
+    from memroute.core.config import ConfigError, load_config
 
     args = _parse(sys.argv[1:] if argv is None else argv)
     try:

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from actors.engine import EngineConfig
+from memroute.core.config import ConfigError
 
 
-class ServeConfigError(ValueError):
+class ServeConfigError(ConfigError):
     """A serving config that cannot run; the message names the key or file at fault."""
 
 
@@ -92,7 +93,7 @@ def resolve_checkpoint(path: str | os.PathLike | None, model: str | os.PathLike 
         return path
     if not path.exists():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    from learner.sft import ray_latest_checkpoint
+    from memroute.core.checkpoint import ray_latest_checkpoint
 
     candidates = [path / "adapter"]
     latest = ray_latest_checkpoint(path)

@@ -125,7 +125,7 @@ def sse(chunk: schema.ChatCompletionChunk) -> Response:
 @serve.ingress(app)
 class RouterIngress:
     def __init__(self, model, cfg: ServeConfig, key_digest: str | None):
-        from learner.models import load_tokenizer, resolve_model
+        from memroute.core.models import load_tokenizer, resolve_model
 
         check_bind(_proxy_host(cfg.host), key_digest, cfg)  # a cluster whose proxy binds wider: refuse there too
         self.model, self.cfg = model, cfg

@@ -72,7 +72,7 @@ class RouterModel:
         self.user_config = dict(user_config)
 
     def _load(self, checkpoint: str | None, version: int) -> None:
-        from actors.engine import read_adapter
+        from memroute.core.adapter import read_adapter
 
         folder = resolve_checkpoint(checkpoint)
         if folder is not None:

@@ -27,14 +27,13 @@ from memroute.cluster import (
     ClusterConfig,
     Ports,
     auth_env,
-    default_token_path,
     ensure_token,
     job_client,
-    private_if_created,
     ray_bin,
     start_head,
     stop_head,
 )
+from memroute.core.ray_auth import default_token_path, private_if_created
 
 REPO = Path(__file__).resolve().parents[1]
 CONV = [{"role": "user", "content": "I lead paid social for EMEA and report to the CMO."},

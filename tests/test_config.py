@@ -1,7 +1,7 @@
 import pytest
 
 from learner.config import LearnerConfig, SFTConfig
-from memroute.config import ConfigError, dump_config, load_config
+from memroute.core.config import ConfigError, dump_config, load_config
 
 
 def test_defaults_yaml_and_overrides(tmp_path):

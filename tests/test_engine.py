@@ -13,9 +13,11 @@ import torch
 
 pytest.importorskip("vllm")
 
-from actors.engine import Engine, EngineConfig, peft_adapter_config  # noqa: E402
-from learner.actor import Group, Learner  # noqa: E402
+from actors.engine import Engine, EngineConfig  # noqa: E402
+from learner.actor import Learner  # noqa: E402
 from learner.config import LearnerConfig, LoraConfig, ModelConfig, OptimConfig  # noqa: E402
+from memroute.core.adapter import peft_adapter_config  # noqa: E402
+from memroute.core.exchange import Group  # noqa: E402
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Our brand voice is warm, plain-spoken and never uses exclamation marks."}],

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from learner.actor import Group, Learner, LearnerGroup
+from learner.actor import Learner, LearnerGroup
 from learner.config import LearnerConfig, LoraConfig, LossConfig, ModelConfig, OptimConfig
+from memroute.core.exchange import Group
 
 PROMPT = list(range(100, 160))
 GOOD, BAD = [200, 201, 202], [300, 301]

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from learner.losses import NonFiniteLossError, equal_reward_groups, group_advantages, policy_loss
+from learner.losses import NonFiniteLossError, policy_loss
+from memroute.core.exchange import equal_reward_groups, group_advantages
 
 LN2 = math.log(2.0)
 LN15 = math.log(1.5)

@@ -1,4 +1,4 @@
-"""Tests for learner.models: provisioning the default model and the tiny test model.
+"""Tests for memroute.core.models: provisioning the default model and the tiny test model.
 
 The successful path uses the real cache (``$MEMROUTE_CACHE_DIR`` or ``~/.cache/memroute``), so a machine downloads
 the default model once; failure and corruption tests work on copies in temp cache dirs.
@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from learner import models as M
+from memroute.core import models as M
+from memroute.core.checkpoint import sha256_file
+from memroute.core.errors import run_command
 
 CHAT = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -88,7 +90,7 @@ def test_cache_dir_env_and_default(monkeypatch, tmp_path):
 
 
 def test_module_imports_without_torch():
-    code = "import sys, learner.models; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    code = "import sys, memroute.core.models; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
 
@@ -170,7 +172,7 @@ def test_corrupted_file_fails_verification_and_is_rebuilt(default_model, tmp_cac
     monkeypatch.setattr(M, "_build_default", fake_build)
     assert M.fetch_default_model() == copy
     assert M.verify_model_dir(copy) == []
-    assert M._sha256_file(weights) == M._sha256_file(default_model / "model.safetensors")
+    assert sha256_file(weights) == sha256_file(default_model / "model.safetensors")
     assert M.read_manifest(copy)["source"] == {"fake": True}
     assert _leftovers(copy.parent) == []
 
@@ -301,7 +303,7 @@ def test_tiny_is_idempotent_and_deterministic(tiny_model, tmp_cache, monkeypatch
     monkeypatch.setattr(M, "fetch_default_model", lambda force=False: tiny_model.parent / M.DEFAULT_MODEL_DIRNAME)
     assert M.build_tiny_model(force=True) == copy
     assert M.verify_model_dir(copy) == []
-    assert M._sha256_file(copy / "model.safetensors") == M._sha256_file(tiny_model / "model.safetensors")
+    assert sha256_file(copy / "model.safetensors") == sha256_file(tiny_model / "model.safetensors")
 
 
 # --- resolve_model and the loaders ----------------------------------------------------------------------------
@@ -374,14 +376,17 @@ def test_cli(default_model, tiny_model, capsys, no_download):
     assert capsys.readouterr().out.strip() == str(tiny_model)
     assert M.main(["path", "meta-llama/Llama-3.1-8B-Instruct"]) == 0
     assert capsys.readouterr().out.strip() == "meta-llama/Llama-3.1-8B-Instruct"
-    assert M.main(["path", "/nonexistent/memroute-model"]) == 1
-    assert "/nonexistent/memroute-model" in capsys.readouterr().err
+    with pytest.raises(M.ModelNotFoundError, match="/nonexistent/memroute-model"):
+        M.main(["path", "/nonexistent/memroute-model"])  # the error boundary prints it: a usage error, exit 2
+    assert run_command("memroute model", M.main, ["path", "/nonexistent/memroute-model"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("memroute model: error: ") and "/nonexistent/memroute-model" in err
 
 
 def test_cli_subprocess(tiny_model):
     env = dict(os.environ, MEMROUTE_CACHE_DIR=str(tiny_model.parent.parent))
     out = subprocess.run(
-        [sys.executable, "-m", "learner.models", "path", "tiny"],
+        [sys.executable, "-m", "memroute.core.models", "path", "tiny"],
         check=True, capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[1],
     )  # fmt: skip
     assert out.stdout.strip() == str(tiny_model)

@@ -20,7 +20,7 @@ import pytest
 
 from learner.rl import RLConfig, step_batch, train_rl
 from learner.tracking import read_metrics
-from memroute.config import load_config
+from memroute.core.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["learner.model.name=tiny", "learner.model.dtype=float32", "learner.lora.rank=8", "learner.lora.alpha=16",
@@ -151,7 +151,7 @@ def test_off_policy_samples_the_next_step_during_the_update(ray_local, tmp_path)
 
 
 def test_placement_bundles_and_a_refused_placement(ray_local):
-    from learner.placement import PlacementError, reserve, rl_bundles
+    from memroute.core.placement import PlacementError, reserve, rl_bundles
 
     gpu = load_config(RLConfig, REPO / "configs" / "gpu_llama8b_rl.yaml")
     assert rl_bundles(gpu.learner, gpu.rollout) == [{"CPU": 4.0, "GPU": 1.0}] * 2 + [{"CPU": 4.0, "GPU": 1.0}] * 4

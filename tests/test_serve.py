@@ -221,7 +221,7 @@ def test_config_round_trips_through_serve_config_args(tmp_path):
     assert app.import_path == "serve.app:app_builder"
     built, digest = config_from_args(app.args)
     assert isinstance(built, ServeConfig) and digest is None and schema.http_options.host == built.host
-    from memroute.config import load_config
+    from memroute.core.config import load_config
 
     assert load_config(ServeConfig, REPO / "configs" / "serve_cpu.yaml") == ServeConfig()  # the defaults, written out
     with pytest.raises(Exception, match="unknown config key"):

@@ -231,7 +231,7 @@ def test_hostile_corpus_in_process(monkeypatch):
     from ray import serve
 
     from actors.engine import EngineConfig
-    from learner.models import load_tokenizer, resolve_model
+    from memroute.core.models import load_tokenizer, resolve_model
     from serve.auth import key_digest
     from serve.config import ServeConfig
     from serve.ingress import RouterIngress

@@ -21,8 +21,7 @@ import pytest
 
 from data.embedded import TRAIN_PATH
 from learner.config import ALL_PROJECTIONS, SFTConfig
-from learner.models import ModelNotFoundError
-from learner.sft import CheckpointError, main, read_metrics, train_sft, validate_sft_config
+from learner.sft import main, read_metrics, train_sft, validate_sft_config
 from learner.sft_data import (
     SFTDataError,
     batch_ids_hash,
@@ -30,7 +29,10 @@ from learner.sft_data import (
     epoch_plan,
     worker_micro_batches,
 )
-from memroute.config import ConfigError, load_config
+from memroute.core.checkpoint import CheckpointError
+from memroute.core.config import ConfigError, load_config
+from memroute.core.errors import run_command
+from memroute.core.models import ModelNotFoundError
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 24
@@ -237,9 +239,10 @@ def test_example_over_max_seq_len(short_data, tmp_path):
 def test_batch_size_not_divisible(short_data, tmp_path, capsys):
     with pytest.raises(SFTDataError, match="batch_size=6 is not divisible by num_workers \\* grad_accum = 2 \\* 2"):
         train_sft(tiny_cfg(tmp_path / "run", short_data, batch_size=6, num_workers=2, grad_accum=2))
-    # the CLI says the same, as an error line and exit status 1
-    assert main(overrides(tmp_path / "run", short_data, batch_size=6, num_workers=2, grad_accum=2)) == 1
-    assert "error: batch_size=6 is not divisible" in capsys.readouterr().err
+    # the CLI says the same, as one error line and the usage-error exit status
+    args = overrides(tmp_path / "run", short_data, batch_size=6, num_workers=2, grad_accum=2)
+    assert run_command("memroute sft", main, args) == 2
+    assert "memroute sft: error: batch_size=6 is not divisible" in capsys.readouterr().err
 
 
 def test_missing_resume_checkpoint(short_data, tmp_path):

@@ -25,7 +25,8 @@ from data.teacher.coverage import coverage_report, length_bucket
 from data.teacher.dedup import find_near_duplicates, jaccard, shingles
 from data.teacher.generate import plan_specs
 from data.teacher.shards import ShardStore
-from memroute.config import load_config
+from memroute.core.config import load_config
+from memroute.core.errors import run_command
 
 from fake_cohere import FakeCohere  # pytest puts tests/ (no __init__.py) on sys.path
 
@@ -51,7 +52,7 @@ def key(monkeypatch):
 def teacher(capsys, fake, *args):
     """Run `memroute teacher ...` in-process against the fake server; (exit code, stdout, stderr)."""
     capsys.readouterr()
-    code = main([*map(str, args), f"base_url={fake.url}", *FAST])
+    code = run_command("memroute teacher", main, [*map(str, args), f"base_url={fake.url}", *FAST])
     out, err = capsys.readouterr()
     return code, out, err
 

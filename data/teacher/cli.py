@@ -19,9 +19,10 @@ from pathlib import Path
 
 from data.embedded import TEST_PATH
 from data.schema import ExampleError, read_examples
-from data.teacher.client import FatalApiError, TeacherClient
-from data.teacher.config import MissingApiKeyError, TeacherConfig, api_key
-from memroute.config import ConfigError, load_config
+from data.teacher.client import TeacherClient
+from data.teacher.config import TeacherConfig, api_key
+from memroute.core.config import load_config
+from memroute.core.errors import InputError, run_command
 
 
 def err(msg: str) -> None:
@@ -42,7 +43,7 @@ def read_input(path: str, limit: int | None, out_dir: Path, require_labels: bool
                            ({"where": e.where, "field": e.field, "problem": e.problem} for e in rejects))
     examples = examples[:limit] if limit else examples
     if not examples:
-        raise ValueError(f"no valid rows to work on in {path}")
+        raise InputError(f"no valid rows to work on in {path}")
     return examples
 
 
@@ -159,16 +160,10 @@ def main(argv=None) -> int:
         if args.cmd == "eval":
             return cmd_eval(cfg, args)
         return cmd_stage(cfg, args, args.cmd)
-    except (MissingApiKeyError, FatalApiError, ConfigError, ExampleError, FileNotFoundError, ValueError) as e:
-        err(str(e))  # a problem with the set-up or the input: nothing to resume
-        return 2
-    except RuntimeError as e:  # e.g. ShardError, or no eval row scored: one clear line, no traceback
-        err(str(e))
-        return 1
     except KeyboardInterrupt:
         err("interrupted: committed shards are kept; run the same command again to continue")
         return 130
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("memroute teacher", main))

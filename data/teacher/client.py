@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from data.teacher.config import TeacherConfig, api_key
+from memroute.core.errors import UsageError
 
 # Statuses worth another try: rate limiting, request timeout / conflict, and any server-side error.
 RETRY_STATUSES = (408, 409, 429)
@@ -32,8 +33,8 @@ class RequestFailed(RuntimeError):
     """One request failed for good (retries used up, or the API refused this request)."""
 
 
-class FatalApiError(RuntimeError):
-    """The API refused in a way no other request will get past (bad key, unknown model)."""
+class FatalApiError(UsageError, RuntimeError):
+    """The API refused in a way no other request will get past (bad key, unknown model): a set-up problem."""
 
 
 @dataclass

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 
 from data.embedded.bank import INDUSTRIES
+from memroute.core.config import ConfigError
+from memroute.core.errors import UsageError
 
 # Distractor material a scenario may ask for: turns that carry no memory signal, so the labeller has to tell
 # signal from noise (the seed corpus had them too).
@@ -102,11 +104,11 @@ class TeacherConfig:
         ]
         for ok, problem in checks:
             if not ok:
-                raise ValueError(f"teacher config: {problem}")
+                raise ConfigError(f"teacher config: {problem}")
 
 
-class MissingApiKeyError(RuntimeError):
-    pass
+class MissingApiKeyError(UsageError, RuntimeError):
+    """No API key in the environment variable the config names."""
 
 
 def api_key(cfg: TeacherConfig) -> str:

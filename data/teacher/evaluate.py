@@ -23,6 +23,11 @@ from data.prompt import prompt_messages
 from data.schema import Example
 from data.teacher.client import BudgetExhausted, RequestFailed, TeacherClient
 from data.teacher.config import TeacherConfig
+from memroute.core.errors import MemrouteError
+
+
+class NothingScoredError(MemrouteError, RuntimeError):
+    """Every request of a teacher evaluation failed: there is nothing to score."""
 
 
 def predict(client: TeacherClient, ex: Example, cfg: TeacherConfig) -> Prediction:
@@ -45,7 +50,7 @@ def run_teacher_eval(cfg: TeacherConfig, examples: Sequence[Example], data_name:
             except (BudgetExhausted, RequestFailed) as e:
                 skipped[ex.id] = str(e)
     if not predictions:
-        raise RuntimeError(f"no example was scored: {next(iter(skipped.values()), 'no examples')}")
+        raise NothingScoredError(f"no example was scored: {next(iter(skipped.values()), 'no examples')}")
     scored = [ex for ex in examples if ex.id not in skipped]
     metrics = compute_metrics(align(predictions, scored))
     metrics["config"] = asdict(cfg)  # holds the key's variable name, never the key

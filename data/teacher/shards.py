@@ -20,12 +20,13 @@ from pathlib import Path
 
 from data.atomic import atomic_path, write_json_atomic, write_jsonl_atomic
 from data.schema import Example, read_examples, write_examples
+from memroute.core.errors import MemrouteError
 
 _PART = re.compile(r"^part-(\d{5})\.jsonl$")
 
 
-class ShardError(RuntimeError):
-    pass
+class ShardError(MemrouteError, RuntimeError):
+    """The output folder's shards do not fit this run (or each other); the message names the file."""
 
 
 def _write_rejected_parquet(path: Path, rows: list[dict]) -> None:

@@ -18,7 +18,7 @@ BASE = "none"  # ... and the value that means "no adapter: the base model"
 
 
 def is_default_model(model: str | os.PathLike) -> bool:
-    from learner.models import DEFAULT_NAMES, default_model_dir
+    from memroute.core.models import DEFAULT_NAMES, default_model_dir
 
     return str(model) in DEFAULT_NAMES or Path(model).expanduser().resolve() == default_model_dir().resolve()
 

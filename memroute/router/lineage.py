@@ -13,24 +13,18 @@ ships only when the paired bootstrap over the same test conversations puts its m
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
 
+from memroute.core.checkpoint import sha256_file
+from memroute.core.errors import MemrouteError
+
 LINEAGE = "lineage.json"
 
 
-class GateError(RuntimeError):
+class GateError(MemrouteError, RuntimeError):
     """The candidate does not beat the shipped router; the message carries the comparison."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_lineage(folder: Path) -> dict:
@@ -60,7 +54,7 @@ def run_entry(adapter: Path, run_dir: Path) -> dict:
     files = []
     for p in mix_paths(cfg["train_data"]):
         n = sum(1 for line in p.read_text(encoding="utf-8").splitlines() if line.strip()) if p.exists() else None
-        files.append({"path": str(p), "sha256": _sha256(p) if p.exists() else None, "examples": n})
+        files.append({"path": str(p), "sha256": sha256_file(p) if p.exists() else None, "examples": n})
     n_examples = sum(f["examples"] or 0 for f in files)
     seen = step * cfg["batch_size"]
     return {"run_dir": str(run_dir), "stage": "sft", "init_adapter": cfg.get("init_adapter"), "train_data": files,

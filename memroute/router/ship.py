@@ -20,11 +20,19 @@ from pathlib import Path
 from data.atomic import atomic_path, write_json_atomic, write_text_atomic
 from data.cli import system_spec
 from data.metrics import comparison_tables
+from memroute.core.adapter import AdapterNotFoundError
+from memroute.core.errors import InputNotFoundError, run_command
 from memroute.router import ROUTER_DIR
-from memroute.router.lineage import (LINEAGE, GateError, check_beats, lineage_markdown, lineage_runs, read_lineage,
-                                     run_entry, ship_entry)
+from memroute.router.lineage import (LINEAGE, check_beats, lineage_markdown, lineage_runs, read_lineage, run_entry,
+                                     ship_entry)
 
 HUB_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the base model is, for readers of the card
+
+
+def _read_json(path: Path):
+    if not path.is_file():
+        raise InputNotFoundError(f"file not found: {path}")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def write_adapter(adapter: Path, out: Path) -> dict:
@@ -33,8 +41,8 @@ def write_adapter(adapter: Path, out: Path) -> dict:
 
     cfg_path, weights = adapter / "adapter_config.json", adapter / "adapter_model.safetensors"
     if not cfg_path.exists() or not weights.exists():
-        raise FileNotFoundError(f"LoRA adapter not found: {adapter} (needs adapter_config.json and "
-                                "adapter_model.safetensors)")
+        raise AdapterNotFoundError(f"LoRA adapter not found: {adapter} (needs adapter_config.json and "
+                                   "adapter_model.safetensors)")
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     cfg["base_model_name_or_path"] = HUB_BASE  # the training machine's local path means nothing elsewhere
     tensors = {k: v.to(torch.float16).contiguous() for k, v in load_file(str(weights)).items()}
@@ -102,14 +110,14 @@ def ship(adapter: str, eval_dir: str, baselines: list[tuple[str, str]], notes: s
          predictions: str | None = None) -> Path:
     """Write the router folder. With `incumbent` (the shipped router's predictions on the same data), refuse
     (GateError) unless the candidate beats it; with `run_dir`, record the run in the lineage."""
-    metrics = json.loads(Path(eval_dir, "metrics.json").read_text(encoding="utf-8"))
-    loaded = [(name, json.loads(Path(path).read_text(encoding="utf-8"))) for name, path in baselines]
+    metrics = _read_json(Path(eval_dir, "metrics.json"))
+    loaded = [(name, _read_json(Path(path))) for name, path in baselines]
     predictions = predictions or str(Path(eval_dir, "predictions.jsonl"))
     comparison = None
     if incumbent:
         data = metrics.get("config", {}).get("data")
         if not data:
-            raise FileNotFoundError(f"{eval_dir}/metrics.json names no data file to compare on")
+            raise InputNotFoundError(f"{eval_dir}/metrics.json names no data file to compare on")
         comparison = check_beats(Path(predictions), Path(incumbent), Path(data))
     previous = read_lineage(out)
     runs = previous["runs"]
@@ -145,15 +153,11 @@ def main(argv=None) -> int:
     except ValueError as e:
         p.error(f"--baseline: {e}")
     notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
-    try:
-        out = ship(args.adapter, args.eval, baselines, notes, Path(args.out), run_dir=args.run,
-                   incumbent=args.incumbent, predictions=args.predictions)
-    except (FileNotFoundError, GateError) as e:
-        print(f"memroute.router.ship: error: {e}", file=sys.stderr)
-        return 2
+    out = ship(args.adapter, args.eval, baselines, notes, Path(args.out), run_dir=args.run,
+               incumbent=args.incumbent, predictions=args.predictions)
     print(f"wrote {out}: adapter_config.json, adapter_model.safetensors, metrics.json, README.md")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("memroute.router.ship", main))

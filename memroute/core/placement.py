@@ -9,10 +9,13 @@ bundles on as few nodes as possible, which keeps the weight push on one node's o
 
 from __future__ import annotations
 
+from memroute.core.config import ConfigError
+from memroute.core.errors import MemrouteError
+
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 
 
-class PlacementError(RuntimeError):
+class PlacementError(MemrouteError, RuntimeError):
     """The cluster could not give the run the resources it asked for."""
 
 
@@ -34,7 +37,7 @@ def reserve(bundles: list[dict[str, float]], strategy: str = "PACK", name: str =
     from ray.util.placement_group import placement_group, remove_placement_group
 
     if strategy not in STRATEGIES:
-        raise ValueError(f"placement strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        raise ConfigError(f"placement strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     pg = placement_group(bundles, strategy=strategy, name=name)
     try:
         ray.get(pg.ready(), timeout=timeout_s)

