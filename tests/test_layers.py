@@ -6,6 +6,10 @@ This file reads every module's imports with `ast` (lazy imports inside functions
 checks each one against the contract. It also refuses an import of a project module that does not exist in this
 tree: with an editable install of another checkout on the path, such an import would silently load that
 checkout's file instead of failing.
+
+Why not import-linter itself: its layers contract refuses a layer inside another ("Layers cannot contain other
+layers"), and ours nest on purpose (the RL driver learner.rl above the rest of learner/, memroute.core below the
+commands in memroute/, the error base below the rest of the core). Here the most specific entry wins.
 """
 
 from __future__ import annotations
