@@ -83,11 +83,18 @@ class EngineConfig:
     # bench/weight_push.py), compiled + CUDA graphs on GPU
     enforce_eager: bool | None = None
 
-    def __post_init__(self):
-        if self.weight_sync not in WEIGHT_SYNCS:
-            raise ConfigError(f"weight_sync must be one of {WEIGHT_SYNCS}, got {self.weight_sync!r}")
+    def __post_init__(self):  # ValueErrors: the config loader names the section (rollout.engine.weight_sync ...)
+        from memroute.core.config import check_choice, check_min
+
+        check_choice("weight_sync", self.weight_sync, WEIGHT_SYNCS)
+        check_choice("dtype", self.dtype, ("auto", "bfloat16", "float16", "float32"))
+        for name in ("max_model_len", "tensor_parallel_size", "max_lora_rank", "max_loras", "max_num_seqs"):
+            check_min(name, getattr(self, name), 1)
+        check_min("kv_cache_gib", self.kv_cache_gib, 0, inclusive=False)
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization!r}")
         if self.weight_sync == "lora" and not self.enable_lora:
-            raise ConfigError("weight_sync='lora' needs enable_lora=True")
+            raise ValueError("weight_sync='lora' needs enable_lora=True")
 
     @property
     def uses_lora_layers(self) -> bool:

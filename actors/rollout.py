@@ -35,6 +35,17 @@ class RolloutConfig:
     # vocabulary, a dense and trivially learnable signal for checking that the loop learns at all
     normalize_std: bool = True  # GRPO (divide by the group's std) vs Dr. GRPO (mean-centred only)
 
+    def __post_init__(self):
+        from memroute.core.config import check_choice, check_min
+
+        for name in ("n", "max_tokens", "num_workers"):
+            check_min(name, getattr(self, name), 1)
+        check_min("cpus_per_worker", self.cpus_per_worker, 0, inclusive=False)
+        check_min("temperature", self.temperature, 0)
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        check_choice("reward", self.reward, ("routing", "toy_low_ids"))
+
 
 def _as_dict(example) -> dict:
     if isinstance(example, dict):

@@ -5,15 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from data.embedded import TEST_PATH, TRAIN_PATH
+from memroute.core.config import check_choice, check_min
 
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+SCHEDULES = ("cosine", "linear", "constant")
+LOSS_KINDS = ("is", "ppo", "tis")
+KL_ESTIMATORS = ("k1", "k3")
+KL_REFERENCES = ("base", "start")
+AGGREGATES = ("token", "sequence")
 
 @dataclass
 class ModelConfig:
     name: str = "smollm2-135m"  # a known name (smollm2-135m, tiny) or any HF model path / hub id
     dtype: str = "auto"  # auto | bfloat16 | float16 | float32 (auto: bfloat16 on GPU, float32 on CPU)
     gradient_checkpointing: bool = False
+
+    def __post_init__(self):
+        check_choice("dtype", self.dtype, DTYPES)
 
 
 @dataclass
@@ -27,6 +36,15 @@ class LoraConfig:
     # (bench.lora_depth), with less capacity.
     top_layers: int | None = None
 
+    def __post_init__(self):
+        check_min("rank", self.rank, 1)
+        check_min("alpha", self.alpha, 0, inclusive=False)
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not self.target_modules:
+            raise ValueError("target_modules must name at least one projection")
+        check_min("top_layers", self.top_layers, 1, optional=True)
+
 
 @dataclass
 class OptimConfig:
@@ -39,6 +57,16 @@ class OptimConfig:
     # LoRA+ (peft's create_loraplus_optimizer): the B matrices learn at lr * loraplus_ratio; None = plain AdamW
     loraplus_ratio: float | None = None
 
+    def __post_init__(self):
+        check_min("lr", self.lr, 0, inclusive=False)
+        check_min("warmup_steps", self.warmup_steps, 0)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_min("weight_decay", self.weight_decay, 0)
+        check_min("max_grad_norm", self.max_grad_norm, 0, inclusive=False)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)!r}")
+        check_min("loraplus_ratio", self.loraplus_ratio, 1, optional=True)
+
 
 @dataclass
 class TrunkConfig:
@@ -47,6 +75,9 @@ class TrunkConfig:
     cache: bool = False
     dtype: str = "float16"  # float16 | float32 (storage; float32 gives the uncached path's gradients)
     cache_dir: str | None = None  # None: <run_dir>/trunk_cache; share one folder between runs of the same model
+
+    def __post_init__(self):
+        check_choice("dtype", self.dtype, ("float16", "float32"))
 
 
 @dataclass
@@ -78,6 +109,15 @@ class SFTConfig:
     keep_checkpoints: int | None = 3  # newest Ray Train checkpoints kept in <run_dir>/train/ (None: all)
     resume_from: str | None = None  # a checkpoint folder to start from; by default a run_dir resumes its latest
 
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "grad_accum", "max_seq_len", "num_workers", "cpus_per_worker",
+                     "checkpoint_every", "log_every"):
+            check_min(name, getattr(self, name), 1)
+        check_min("max_steps", self.max_steps, 1, optional=True)
+        check_min("keep_checkpoints", self.keep_checkpoints, 1, optional=True)
+        if self.trunk.cache and self.lora.top_layers is None and not self.init_adapter:
+            raise ValueError("trunk.cache=true needs lora.top_layers=k (the layers below the adapter are the trunk)")
+
 
 @dataclass
 class LossConfig:
@@ -92,6 +132,15 @@ class LossConfig:
     kl_reference: str = "base"
     track_kl: bool = True  # report the KL to the reference even when kl_coef is 0 (one extra no-grad forward)
     aggregate: str = "token"  # token: mean over all completion tokens of the batch | sequence
+
+    def __post_init__(self):
+        check_choice("kind", self.kind, LOSS_KINDS)
+        check_choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        check_choice("kl_reference", self.kl_reference, KL_REFERENCES)
+        check_choice("aggregate", self.aggregate, AGGREGATES)
+        check_min("kl_coef", self.kl_coef, 0)
+        check_min("clip_eps", self.clip_eps, 0, inclusive=False)
+        check_min("tis_cap", self.tis_cap, 0, inclusive=False)
 
 
 @dataclass
@@ -109,3 +158,11 @@ class LearnerConfig:
     threads: int | None = None
     total_steps: int = 100  # for the LR schedule
     seed: int = 0
+
+    def __post_init__(self):
+        check_min("num_learners", self.num_learners, 1)
+        check_min("cpus_per_learner", self.cpus_per_learner, 0, inclusive=False)
+        check_min("threads", self.threads, 1, optional=True)
+        check_min("total_steps", self.total_steps, 1)
+        if self.loss.kl_reference == "start" and not self.adapter:
+            raise ValueError("loss.kl_reference=start needs adapter (the adapter RL starts from, e.g. an SFT router)")

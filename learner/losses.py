@@ -57,9 +57,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-LOSS_KINDS = ("is", "ppo", "tis")
-KL_ESTIMATORS = ("k1", "k3")
-AGGREGATES = ("token", "sequence")
+from learner.config import AGGREGATES, KL_ESTIMATORS, LOSS_KINDS  # one definition; the config checks them at load
 
 
 class NonFiniteLossError(ValueError):

@@ -59,6 +59,22 @@ class RLConfig:
     placement_timeout_s: float = 600  # wait this long for the cluster (or its autoscaler) to fit the run
     seed: int = 0
 
+    def __post_init__(self):
+        from memroute.core.config import check_choice, check_min
+        from memroute.core.placement import STRATEGIES
+
+        check_choice("mode", self.mode, ("sync", "off_policy"))
+        check_choice("placement_strategy", self.placement_strategy, (*STRATEGIES, "none"))
+        for name in ("steps", "prompts_per_step", "checkpoint_every", "max_staleness"):
+            check_min(name, getattr(self, name), 1)
+        check_min("eval_every", self.eval_every, 0)
+        check_min("eval_limit", self.eval_limit, 1, optional=True)
+        check_min("max_retries", self.max_retries, 0)
+        check_min("probe_tolerance", self.probe_tolerance, 0, inclusive=False)
+        if self.learner.model.name != self.rollout.engine.model:  # the learner trains what the engines sample
+            raise ValueError(f"learner.model.name ({self.learner.model.name}) and rollout.engine.model "
+                             f"({self.rollout.engine.model}) must name the same model")
+
 
 class WeightSyncError(MemrouteError, RuntimeError):
     """The rollout engine does not sample with the weights the learner pushed."""
@@ -240,20 +256,9 @@ def train_rl(cfg: RLConfig) -> dict:
 
     from data.schema import read_examples
     from learner.actor import LearnerGroup
-    from memroute.core.placement import STRATEGIES, release, reserve, rl_bundles
-    from memroute.core.config import ConfigError, dump_config
+    from memroute.core.config import dump_config
+    from memroute.core.placement import release, reserve, rl_bundles
 
-    if cfg.mode not in ("sync", "off_policy"):
-        raise ConfigError(f"mode must be sync or off_policy, got {cfg.mode!r}")
-    if cfg.placement_strategy not in (*STRATEGIES, "none"):
-        raise ConfigError(f"placement_strategy must be one of {', '.join(STRATEGIES)} or none, "
-                          f"got {cfg.placement_strategy!r}")
-    if cfg.learner.threads is not None and cfg.learner.threads < 1:
-        raise ConfigError(f"learner.threads must be >= 1, got {cfg.learner.threads}")
-    if cfg.learner.loss.kl_reference not in ("base", "start"):
-        raise ConfigError(f"learner.loss.kl_reference must be base or start, got {cfg.learner.loss.kl_reference!r}")
-    if cfg.learner.loss.kl_reference == "start" and not cfg.learner.adapter:
-        raise ConfigError("learner.loss.kl_reference=start needs learner.adapter (the adapter RL starts from)")
     train, held_out = read_examples(cfg.train_data), read_examples(cfg.eval_data)
     if not train:
         raise InputError(f"no training conversations in {cfg.train_data}")

@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_MANIFEST = "memroute_checkpoint.json"
 CHECKPOINT_FORMAT = 1
 TRAINER_STATE = "trainer_state.pt"
-SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+HF_SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}  # config name -> HF name
 GAUGES = ("loss", "lr", "grad_norm", "tokens", "tokens_per_s", "elapsed", "step", "epoch")  # memroute_sft_<name>
 
 
@@ -82,28 +82,11 @@ GAUGES = ("loss", "lr", "grad_norm", "tokens", "tokens_per_s", "elapsed", "step"
 
 
 def validate_sft_config(cfg: SFTConfig) -> None:
+    """What the config cannot check by itself when it is built (SFTConfig.__post_init__ checks the values): the
+    batch split over workers, and that `init_adapter` is an adapter folder."""
     check_batching(cfg.batch_size, cfg.num_workers, cfg.grad_accum)
-    if cfg.optim.schedule not in SCHEDULES:
-        raise ConfigError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, got {cfg.optim.schedule!r}")
-    for name in ("epochs", "max_seq_len", "checkpoint_every", "log_every", "cpus_per_worker"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.max_steps is not None and cfg.max_steps < 1:
-        raise ConfigError(f"max_steps must be >= 1 (or null), got {cfg.max_steps}")
-    if cfg.keep_checkpoints is not None and cfg.keep_checkpoints < 1:
-        raise ConfigError(f"keep_checkpoints must be >= 1 (or null to keep all), got {cfg.keep_checkpoints}")
-    if cfg.optim.warmup_steps < 0 or cfg.optim.lr <= 0:
-        raise ConfigError("optim.lr must be > 0 and optim.warmup_steps >= 0")
-    if cfg.trunk.cache and cfg.lora.top_layers is None and not cfg.init_adapter:
-        raise ConfigError("trunk.cache=true needs lora.top_layers=k (the layers below the adapter are the trunk)")
-    if cfg.trunk.dtype not in ("float16", "float32"):
-        raise ConfigError(f"trunk.dtype must be float16 or float32, got {cfg.trunk.dtype!r}")
-    if cfg.optim.loraplus_ratio is not None and cfg.optim.loraplus_ratio < 1:
-        raise ConfigError(f"optim.loraplus_ratio must be >= 1 (or null), got {cfg.optim.loraplus_ratio}")
     if cfg.init_adapter and not (Path(cfg.init_adapter).expanduser() / "adapter_config.json").is_file():
         raise ConfigError(f"init_adapter={cfg.init_adapter}: no LoRA adapter there (expected adapter_config.json)")
-    if cfg.lora.top_layers is not None and cfg.lora.top_layers < 1:
-        raise ConfigError(f"lora.top_layers must be >= 1 (or null for every layer), got {cfg.lora.top_layers}")
 
 
 def _check_top_layers(cfg: SFTConfig, model_path) -> None:
@@ -307,7 +290,7 @@ def build_optimizer(cfg: SFTConfig, policy, steps: int):
     else:
         optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
                                       weight_decay=cfg.optim.weight_decay)
-    scheduler = get_scheduler(SCHEDULES[cfg.optim.schedule], optimizer,
+    scheduler = get_scheduler(HF_SCHEDULES[cfg.optim.schedule], optimizer,
                               num_warmup_steps=cfg.optim.warmup_steps, num_training_steps=steps)
     return params, optimizer, scheduler
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -53,6 +55,27 @@ def main(argv=None) -> int:
     return run(p.parse_args(argv))
 
 
+def quiet_logs(folder: Path) -> dict[str, Path]:
+    """vLLM's INFO logs go to a file in the run dir and only its errors to the console, where the stages and
+    progress bars stay readable. A Python logging config for vLLM (VLLM_LOGGING_CONFIG_PATH), used by the
+    engines in this process and, through the runtime env, in every Ray worker."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log_file, config_file = folder / "vllm.log", folder / "vllm_logging.json"
+    config = {
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(levelname)s %(asctime)s %(process)d %(name)s: %(message)s"}},
+        "handlers": {
+            "file": {"class": "logging.FileHandler", "filename": str(log_file.resolve()), "level": "INFO",
+                     "formatter": "plain"},
+            "console": {"class": "logging.StreamHandler", "level": "ERROR", "formatter": "plain"},
+        },
+        "loggers": {"vllm": {"handlers": ["file", "console"], "level": "INFO", "propagate": False}},
+    }
+    write_text_atomic(config_file, json.dumps(config, indent=2) + "\n")
+    os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(config_file.resolve())
+    return {"vllm": log_file, "vllm_config": config_file.resolve()}
+
+
 def stage(n: int, text: str) -> None:
     print(f"\n[{n}/5] {text}", flush=True)
 
@@ -65,30 +88,43 @@ def run(args) -> int:
     from learner.config import SFTConfig
     from memroute.core.models import resolve_model
     from learner.rl import RLConfig, train_rl
-    from learner.sft import train_sft
+    from learner.sft import train_sft, validate_sft_config
     from memroute.core.config import load_config
     from memroute.router import is_default_model, shipped_adapter
 
     start = time.perf_counter()
     out = Path(args.out)
-    stage(1, f"model {resolve_model(args.model)}")
-    train, test = read_examples(TRAIN_PATH), read_examples(TEST_PATH)
-    print(f"      embedded data: {len(train)} train / {len(test)} test conversations, valid")
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False)
-
-    stage(2, "SFT on the embedded train split and its short conversations (Ray Train)")
+    # Both training configs are built (and so checked, value by value) before anything starts: a typo in --rl
+    # fails now, not after SFT. The RL run starts from the adapter SFT will write.
     sft_cfg = load_config(SFTConfig, REPO / "configs" / "cpu_sft.yaml",
                           [f"model.name={args.model}", f"run_dir={out / 'sft'}",
                            *(QUICK_SFT if is_default_model(args.model) else []), *args.sft])
-    sft = train_sft(sft_cfg)
-    print(f"      adapter {sft['adapter']}")
-
-    stage(3, "RL from the SFT adapter (vLLM rollout workers + learner)")
+    validate_sft_config(sft_cfg)
+    sft_adapter = Path(sft_cfg.run_dir) / "adapter"
     rl_cfg = load_config(RLConfig, REPO / "configs" / "cpu_rl.yaml",
                          [f"learner.model.name={args.model}", f"rollout.engine.model={args.model}",
-                          f"learner.adapter={sft['adapter']}", f"run_dir={out / 'rl'}", "eval_limit=8",
+                          f"learner.adapter={sft_adapter}", f"run_dir={out / 'rl'}", "eval_limit=8",
                           *QUICK_RL, *args.rl])
+    logs = quiet_logs(out / "logs")
+    if not ray.is_initialized():
+        ctx = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", logging_level=logging.WARNING,
+                       logging_config=ray.LoggingConfig(log_level="WARNING"),
+                       runtime_env={"env_vars": {"VLLM_LOGGING_CONFIG_PATH": str(logs["vllm_config"])}})
+        print(f"Ray dashboard: http://{ctx.dashboard_url}  (jobs, actors, logs and metrics of this run)"
+              if ctx.dashboard_url else "Ray dashboard: not available (see the Ray logs)")
+        print(f"logs: vLLM engines -> {logs['vllm']}; Ray workers -> {Path(ctx.address_info['session_dir']) / 'logs'}")
+
+    stage(1, f"model {resolve_model(args.model)}")
+    train, test = read_examples(TRAIN_PATH), read_examples(TEST_PATH)
+    print(f"      embedded data: {len(train)} train / {len(test)} test conversations, valid")
+
+    stage(2, "SFT on the embedded train split and its short conversations (Ray Train)")
+    sft = train_sft(sft_cfg)
+    print(f"      adapter {sft['adapter']}")
+    if Path(sft["adapter"]) != sft_adapter:  # the RL config was built with this path before SFT ran
+        raise RuntimeError(f"SFT wrote its adapter to {sft['adapter']}, expected {sft_adapter}")
+
+    stage(3, "RL from the SFT adapter (vLLM rollout workers + learner)")
     rl = train_rl(rl_cfg)
     print(f"      adapter {rl['adapter']}")
 

@@ -27,3 +27,21 @@ def test_quickstart_runs_every_stage_on_the_tiny_model(tmp_path):
     assert (out / "rl" / "adapter" / "adapter_config.json").exists()
     assert [json.loads(line)["step"] for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert "SFT + RL" in proc.stdout and "[5/5]" in proc.stdout
+    # the dashboard comes first, on loopback; vLLM's INFO lines went to the run's log file, not the console
+    assert proc.stdout.lstrip().startswith("Ray dashboard: http://127.0.0.1:")
+    assert (out / "logs" / "vllm.log").stat().st_size > 0 and "INFO" not in proc.stderr.replace("INFO:", "")
+
+
+@pytest.mark.parametrize("flag, override, key", [
+    ("--rl", "typo=1", "unknown config key typo"),
+    ("--rl", "learner.loss.kind=grpo", "learner.loss.kind must be one of is, ppo, tis"),
+    ("--rl", "rollout.engine.model=tiny", "must name the same model"),
+    ("--sft", "optim.schedule=cosin", "optim.schedule must be one of cosine, linear, constant"),
+])
+def test_a_bad_override_fails_before_anything_starts(tmp_path, flag, override, key):
+    out = tmp_path / "qs"
+    proc = subprocess.run([sys.executable, "-m", "memroute.cli", "quickstart", "--out", str(out), "--no-serve",
+                           flag, override], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and key in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr  # one line, naming the key
+    assert not (out / "sft").exists()  # nothing ran: no SFT run dir, no Ray

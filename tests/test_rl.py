@@ -20,7 +20,7 @@ import pytest
 
 from learner.rl import RLConfig, step_batch, train_rl
 from learner.tracking import read_metrics
-from memroute.core.config import load_config
+from memroute.core.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["learner.model.name=tiny", "learner.model.dtype=float32", "learner.lora.rank=8", "learner.lora.alpha=16",
@@ -37,11 +37,11 @@ def test_step_batches_cover_each_epoch_once_and_are_reproducible():
     assert step_batch(n, 0, per, seed=3) != step_batch(n, 0, per, seed=4)
 
 
-def test_bad_mode_is_refused():
-    with pytest.raises(ValueError, match="mode must be sync or off_policy"):
-        train_rl(load_config(RLConfig, None, TINY + ["mode=async"]))
-    with pytest.raises(ValueError, match="learner.threads must be >= 1"):
-        train_rl(load_config(RLConfig, None, TINY + ["learner.threads=0"]))
+def test_bad_mode_is_refused():  # when the config is loaded, before train_rl could start anything
+    with pytest.raises(ConfigError, match="mode must be one of sync, off_policy"):
+        load_config(RLConfig, None, TINY + ["mode=async"])
+    with pytest.raises(ConfigError, match="learner.threads must be >= 1"):
+        load_config(RLConfig, None, TINY + ["learner.threads=0"])
 
 
 def tiny_cfg(run_dir, **over) -> RLConfig:

@@ -289,8 +289,8 @@ def test_top_layers_puts_lora_in_the_last_layers_only():
     assert all(p.grad is not None for p in policy.parameters() if p.requires_grad)
     with pytest.raises(ValueError, match="lora.top_layers=5 is out of range: the model has 2 decoder layers"):
         adapted_layers(LoraConfig(top_layers=5), 2)
-    with pytest.raises(ConfigError, match="lora.top_layers must be >= 1"):
-        validate_sft_config(SFTConfig(lora=LoraConfig(top_layers=0)))
+    with pytest.raises(ConfigError, match="lora.top_layers must be >= 1"):  # refused when the config loads
+        load_config(SFTConfig, None, ["lora.top_layers=0"])
 
 
 def test_top_layers_deeper_than_the_model_is_refused_before_training(short_data, tmp_path):

@@ -24,6 +24,24 @@ class ConfigError(UsageError, ValueError):
     """A config that cannot run: an unknown key, a value of the wrong type or out of range, a missing file."""
 
 
+# Every config checks its own values when it is built, in __post_init__ (a ValueError; `_build` reports it as a
+# ConfigError naming the section), so a typo in a YAML file or an override fails before Ray, Train or vLLM start.
+# Messages begin with the field's name: the loader prefixes the section ("learner.loss.kind must be ...").
+
+
+def check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def check_min(name: str, value, low, inclusive: bool = True, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if value is None or (value < low if inclusive else value <= low):
+        sign = ">=" if inclusive else ">"
+        raise ValueError(f"{name} must be {sign} {low}{' (or null)' if optional else ''}, got {value!r}")
+
+
 def _field_types(cls) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
@@ -47,7 +65,7 @@ def _build(cls, values: dict, where: str):
     except ValueError as e:  # a dataclass's own check (__post_init__) refused a value: a config error too
         if isinstance(e, MemrouteError):
             raise
-        raise ConfigError(str(e)) from e
+        raise ConfigError(f"{where}.{e}" if where else str(e)) from e
 
 
 def _coerce(typ, value, key):
