@@ -302,9 +302,10 @@ class RouterIngress:
             except asyncio.CancelledError:
                 response.cancel()  # the deadline, or the client went away: Serve drops it on the replica
                 raise
-            except BackPressureError:
+            except BackPressureError as e:
+                limit = e.args[1] if len(e.args) > 1 else self.cfg.max_queued_requests
                 raise ApiError(503, "overloaded", f"the model replicas are busy and the queue is full "
-                                                  f"(max_queued_requests={self.cfg.max_queued_requests}): retry later",
+                                                  f"(max_queued_requests={limit}): retry later",
                                retry_after(self._setting("retry_after_s"))) from None
             except DeploymentUnavailableError:
                 raise ApiError(503, "unavailable", "the model deployment is not available: retry later",

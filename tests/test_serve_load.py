@@ -417,18 +417,21 @@ def test_drain_lets_requests_in_flight_finish_and_refuses_new_ones(serve_app):
     results, lock = [], threading.Lock()
 
     def send():
-        resp = _post(app, body={"conversations": [CONV] * 4})
+        resp = _post(app, body={"conversations": [CONV] * 8})
         with lock:
             results.append(resp.status_code)
 
-    threads = [threading.Thread(target=send) for _ in range(3)]
+    # one conversation per model replica at a time, no queue bound: the requests stay in flight for seconds
+    update(app.cfg.app_name, {}, options={"max_ongoing_requests": 1, "max_queued_requests": -1})
+    threads = [threading.Thread(target=send) for _ in range(4)]
     try:
+        time.sleep(2)
         for t in threads:
             t.start()
         time.sleep(0.5)
         done = drain(app.cfg.app_name, timeout_s=120)
         print(f"drain: {done}")
-        assert done["left"] == 0
+        assert done["in_flight"] >= 1 and done["left"] == 0
         refused = _post(app)
         assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
         assert refused.headers["retry-after"] == "1"
@@ -438,7 +441,12 @@ def test_drain_lets_requests_in_flight_finish_and_refuses_new_ones(serve_app):
         assert health.status_code == 503 and health.json()["status"] == "draining"
         for t in threads:
             t.join(timeout=300)
-        assert results == [200, 200, 200], results  # the ones in flight were answered
+        assert results == [200] * 4, results  # the ones in flight when the drain began were answered
     finally:
+        for t in threads:
+            if t.is_alive():
+                t.join(timeout=300)
         update(app.cfg.app_name, {"draining": False}, deployment=INGRESS_DEPLOYMENT)
+        update(app.cfg.app_name, {}, options={"max_ongoing_requests": app.cfg.max_ongoing_requests,
+                                              "max_queued_requests": app.cfg.max_queued_requests})
     assert _post(app).status_code == 200
