@@ -36,6 +36,9 @@ Probe (`probe`, called by serve.reload before a reload is published): the candid
 engine's lock, a few fixed conversations are answered as served (greedy, the grammar, the answer cap), and the
 weights in service are put back before the lock is released: for those seconds this replica's requests wait
 (the others keep serving), and no request is ever answered by the candidate. serve.reload judges the answers.
+A candidate that answered with non-finite logprobs is followed by a check of the restored weights on the same
+prompts; should they not answer cleanly either (NaN left behind in reused KV-cache blocks, as seen on vLLM-CPU),
+the replica fails its health check and Serve replaces it.
 """
 
 from __future__ import annotations
@@ -127,12 +130,14 @@ class RouterModel:
         of the engine's lock. The merged weight sync rewrites only the weights an adapter touches, so weights the
         previous adapter touched and this one does not are first put back to base (the previous adapter with
         B = 0 adds nothing)."""
+        import torch
+
         with self.engine._lock:
             old = self._adapter
             if old is not None and (adapter is None or not _targets(old) <= _targets(adapter)):
-                tensors, adapter_cfg = old
-                self.engine.load_weights(version, {k: v * 0 if "lora_B" in k else v for k, v in tensors.items()},
-                                         adapter_cfg)
+                tensors, adapter_cfg = old  # zeros, not B * 0: a NaN B times 0 is NaN
+                zeros = {k: torch.zeros_like(v) if "lora_B" in k else v for k, v in tensors.items()}
+                self.engine.load_weights(version, zeros, adapter_cfg)
             if adapter is not None:
                 self.engine.load_weights(version, *adapter)
             self.engine.version = version
@@ -154,8 +159,7 @@ class RouterModel:
         with self.engine._lock:  # re-entrant: held across the deadline check and the decode (see the docstring)
             now = time.time()
             live = [i for i, d in enumerate(deadlines) if d is None or d > now]
-            groups = self.engine.sample([prompts[i] for i in live], 1, temperature=0.0, max_tokens=self.max_tokens,
-                                        **self.sampling) if live else []
+            groups = self._sample([prompts[i] for i in live]) if live else []
         out: list[dict] = [{"expired": True} for _ in prompts]
         for i, g in zip(live, groups):
             out[i] = _result(g[0])
@@ -175,15 +179,23 @@ class RouterModel:
             serving, version = self._adapter, self.engine.version
             try:
                 self._set_weights(candidate, version)
-                groups = self.engine.sample(prompts, 1, temperature=0.0, max_tokens=self.max_tokens,
-                                            **self.sampling)
+                groups = self._sample(prompts)
             finally:
                 self._set_weights(serving, version)
-        answers = [{**_result(g[0]), "logprobs_finite": all(math.isfinite(x) for x in g[0].logprobs),
+            if not all(_finite(g[0]) for g in groups):
+                # NaN activations can outlive the candidate's weights (vLLM-CPU reuses KV-cache blocks, and a
+                # masked NaN still poisons attention): if the weights in service do not answer cleanly now, this
+                # replica fails its health check and Serve replaces it (the others keep serving)
+                if not all(_finite(g[0]) for g in self._sample(prompts)):
+                    self._dead = RuntimeError("a probed candidate left non-finite logprobs behind in this replica")
+        answers = [{**_result(g[0]), "logprobs_finite": _finite(g[0]),
                     "mean_logprob": sum(g[0].logprobs) / max(1, len(g[0].logprobs))} for g in groups]
         return {"checkpoint": str(folder) if folder else None, "answers": answers, "max_tokens": self.max_tokens,
                 "constrained": bool(self.sampling), "seconds": round(time.perf_counter() - start, 3),
                 "replica": serve.get_replica_context().replica_id.unique_id}
+
+    def _sample(self, prompts: list[str]) -> list:
+        return self.engine.sample(prompts, 1, temperature=0.0, max_tokens=self.max_tokens, **self.sampling)
 
     def info(self) -> dict:
         return {"version": self.engine.version, "checkpoint": self.checkpoint, "model": self.engine.cfg.model,
@@ -192,7 +204,7 @@ class RouterModel:
 
     def check_health(self) -> None:
         if self._dead is not None or self.engine.llm is None:
-            raise RuntimeError(f"the vLLM engine is dead: {self._dead}")
+            raise RuntimeError(f"this replica cannot serve: {self._dead or 'the vLLM engine is gone'}")
 
 
 def _read(folder) -> tuple | None:
@@ -205,6 +217,10 @@ def _targets(adapter: tuple) -> set[str]:
     from actors.engine import lora_pairs
 
     return set(lora_pairs(adapter[0]))
+
+
+def _finite(sample) -> bool:
+    return all(math.isfinite(x) for x in sample.logprobs)
 
 
 def _result(s) -> dict:

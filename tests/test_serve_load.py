@@ -450,3 +450,93 @@ def test_drain_lets_requests_in_flight_finish_and_refuses_new_ones(serve_app):
         update(app.cfg.app_name, {}, options={"max_ongoing_requests": app.cfg.max_ongoing_requests,
                                               "max_queued_requests": app.cfg.max_queued_requests})
     assert _post(app).status_code == 200
+
+
+# --- the model replica's weight handling, on a stand-in engine ---------------------------------------------------
+
+
+class _FakeEngine:
+    """The parts of actors.engine.Engine that RouterModel's weight handling uses: load_weights records each push;
+    sample answers with NaN logprobs while an adapter holding NaN is in, or ever after once `poison` is set (a
+    stand-in for NaN left in reused KV-cache blocks)."""
+
+    def __init__(self, poison=False):
+        import threading
+
+        self._lock, self.version, self.pushes, self.weights, self.poison, self.poisoned = (
+            threading.RLock(), 0, [], {}, poison, False)
+
+    def load_weights(self, version, tensors, adapter_cfg):
+        import math
+
+        self.weights = tensors
+        self.pushes.append((version, sorted({k.split(".lora_")[0].rsplit(".", 1)[1] for k in tensors}),
+                            all(float(v.abs().sum()) == 0 for k, v in tensors.items() if "lora_B" in k)))
+        nan = any(not math.isfinite(float(v.sum())) for v in tensors.values())
+        self.poisoned = self.poisoned or (nan and self.poison)
+        self.nan = nan
+        self.version = version
+
+    def render(self, conversations):
+        return [str(c) for c in conversations]
+
+    def sample(self, prompts, n, **kw):
+        bad = self.nan or self.poisoned
+        return [[SimpleNamespace(text="none", finish_reason="stop", version=self.version, prompt_token_ids=[1, 2],
+                                 token_ids=[3, 4], logprobs=[float("nan") if bad else -0.1] * 2)] for _ in prompts]
+
+
+def _lora(targets, value=0.1):
+    import torch
+
+    t = {}
+    for name in targets:
+        pre = f"base_model.model.model.layers.0.self_attn.{name}"
+        t[f"{pre}.lora_A.weight"], t[f"{pre}.lora_B.weight"] = torch.full((2, 4), 0.1), torch.full((4, 2), value)
+    return t, {"r": 2, "lora_alpha": 4, "target_modules": list(targets)}
+
+
+def _model(engine, adapter=None):
+    from serve.model import RouterModel
+
+    model = object.__new__(RouterModel.func_or_class)
+    model.engine, model.max_tokens, model.sampling, model._dead = engine, 41, {}, None
+    model._adapter, model.checkpoint = adapter, None
+    return model
+
+
+def test_weights_touched_by_the_previous_adapter_go_back_to_base_first():
+    engine = _FakeEngine()
+    model = _model(engine)
+    model._set_weights(_lora(["q_proj", "v_proj"]), 1)  # from base: one push
+    model._set_weights(_lora(["q_proj", "k_proj", "v_proj"]), 2)  # covers the previous: one push
+    model._set_weights(_lora(["q_proj"]), 3)  # k and v were touched: they go back to base first
+    model._set_weights(None, 4)  # base: the last adapter with B = 0
+    assert engine.pushes == [(1, ["q_proj", "v_proj"], False), (2, ["k_proj", "q_proj", "v_proj"], False),
+                             (3, ["k_proj", "q_proj", "v_proj"], True), (3, ["q_proj"], False),
+                             (4, ["q_proj"], True)]
+    assert engine.version == 4 and model._adapter is None
+
+
+@pytest.mark.parametrize("poison", [False, True])
+def test_probe_puts_the_serving_weights_back_and_retires_a_poisoned_replica(monkeypatch, poison):
+    import serve.model as sm
+
+    serving, candidate = _lora(["q_proj", "v_proj"]), _lora(["q_proj", "k_proj", "v_proj"], value=float("nan"))
+    engine = _FakeEngine(poison=poison)
+    model = _model(engine, serving)
+    engine.version = 5
+    monkeypatch.setattr(sm, "resolve_checkpoint", lambda c: Path("/cand"))
+    monkeypatch.setattr(sm, "_read", lambda folder: candidate)
+    monkeypatch.setattr(sm.serve, "get_replica_context", lambda: SimpleNamespace(
+        replica_id=SimpleNamespace(unique_id="r1")))
+    result = model._probe("/cand", [CONV, CONV])
+    assert [a["logprobs_finite"] for a in result["answers"]] == [False, False]
+    assert model._adapter is serving and engine.version == 5 and engine.weights is serving[0]
+    # the candidate touched k: zeroed (zeros, not NaN * 0), then the serving adapter back
+    assert engine.pushes[-2:] == [(5, ["k_proj", "q_proj", "v_proj"], True), (5, ["q_proj", "v_proj"], False)]
+    if poison:  # the restored weights still answer NaN: the health check fails and Serve replaces the replica
+        with pytest.raises(RuntimeError, match="left non-finite logprobs behind"):
+            model.check_health()
+    else:
+        assert model._dead is None
