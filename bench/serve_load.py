@@ -8,7 +8,8 @@ model replica, API key on) and drives it over loopback HTTP with closed-loop cli
 conversation from the embedded test split, waits for the answer, sends the next) for `--seconds` per phase:
 
 1. constrained answers (the default), `@serve.batch` up to 32: 1, 8 and 32 clients;
-2. at 32 clients, unconstrained answers (free text up to 48 tokens, as HF generates), batched, in two rounds
+2. at 32 clients, unconstrained answers (free text up to the answer cap, serve.model.answer_cap: 41 tokens for
+   SmolLM2, or --max-tokens; the same for HF and ray.serve.llm), batched, in two rounds
    interleaved with two rounds of `actors.hf_engine.HFEngine` in this process, one request at a time, greedy,
    the same prompts and max_new_tokens (the machine's load drifts; interleaving gives both the same). One
    request at a time means 32 clients would wait on one generate loop, so HF's requests/s is that loop's rate
@@ -49,7 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--clients", default="1,8,32")
     p.add_argument("--checkpoint", default=None, help=f"adapter or run dir for the reload (default {DEFAULT_RUN})")
     p.add_argument("--port", type=int, default=8472)
-    p.add_argument("--max-tokens", type=int, default=48)
+    p.add_argument("--max-tokens", type=int, default=None, help="default: the served answer cap")
     p.add_argument("--no-serve-llm", dest="serve_llm", action="store_false")
     p.add_argument("--out", default=DEFAULT_OUT)
     args = p.parse_args(argv)
@@ -58,7 +59,10 @@ def parse_args(argv=None):
 
 
 def random_adapter(folder: str | os.PathLike, model: str, seed: int, std: float = 0.02, rank: int = 4) -> Path:
-    """A random LoRA on q_proj / v_proj of `model`, as a peft folder (shapes from the model's config.json)."""
+    """A random LoRA on q_proj / k_proj / v_proj of `model`, as a peft folder (shapes from the model's
+    config.json). All three parts of vLLM's fused qkv_proj: on the tiny model, a q/v-only adapter pushed through
+    the merged weight sync gave NaN logprobs (answers spelled one character per token), which the reload probe
+    refuses."""
     import torch
 
     from memroute.core.adapter import peft_adapter_config, write_adapter
@@ -67,7 +71,8 @@ def random_adapter(folder: str | os.PathLike, model: str, seed: int, std: float 
     arch = json.loads((Path(resolve_model(model)) / "config.json").read_text())
     hidden = arch["hidden_size"]
     head = arch.get("head_dim") or hidden // arch["num_attention_heads"]
-    out = {"q_proj": arch["num_attention_heads"] * head, "v_proj": arch["num_key_value_heads"] * head}
+    out = {"q_proj": arch["num_attention_heads"] * head, "k_proj": arch["num_key_value_heads"] * head,
+           "v_proj": arch["num_key_value_heads"] * head}
     gen = torch.Generator().manual_seed(seed)
     tensors = {}
     for layer in range(arch["num_hidden_layers"]):
@@ -244,6 +249,11 @@ def hf_sender(args, convs):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.max_tokens is None:
+        from memroute.core.models import load_tokenizer, resolve_model
+        from serve.model import answer_cap
+
+        args.max_tokens = answer_cap(load_tokenizer(resolve_model(args.model)))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import ray

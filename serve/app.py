@@ -1,7 +1,7 @@
 """The Serve application: ingress -> model deployment, and the ways to start it.
 
     memroute serve [--config F] [--checkpoint X] [--host H] [--port P] [key=value ...]   # = python -m serve.app
-    memroute serve reload --checkpoint X [--version N]                                     # hot reload
+    memroute serve reload --checkpoint X [--version N] [--no-probe]                        # hot reload
     serve run configs/serve.yaml  /  serve deploy configs/serve.yaml                      # Serve's own CLI
 
 Every path deploys the same graph from the same builder (`app_builder`, the `import_path` of configs/serve.yaml),
@@ -39,16 +39,23 @@ def build_app(cfg: ServeConfig | None = None, digest: str | None = None):
              else {"num_replicas": cfg.num_replicas})
     env = {k: os.environ[k] for k in ("HF_HUB_OFFLINE", "MEMROUTE_CACHE_DIR") if k in os.environ}
     env.update({k: str(v) for k, v in cfg.replica_env.items()})
+    from ray.serve.config import BackpressureConfig
+
     model = RouterModel.options(
-        **scale, max_ongoing_requests=cfg.max_ongoing_requests,
+        **scale, max_ongoing_requests=cfg.max_ongoing_requests, max_queued_requests=cfg.max_queued_requests,
         user_config={"checkpoint": str(folder.resolve()) if folder else None, "version": cfg.version,
                      "max_batch_size": cfg.max_batch_size, "batch_wait_timeout_s": cfg.batch_wait_timeout_s,
                      "constrained": cfg.constrained},
         ray_actor_options={"num_cpus": cfg.replica_cpus, "num_gpus": cfg.replica_gpus,
                            "runtime_env": {"env_vars": env}},
-    ).bind(cfg.engine, cfg.max_tokens)
+    ).bind(cfg.engine, cfg.max_tokens, cfg.answer_margin_tokens)
     return RouterIngress.options(
         num_replicas=cfg.ingress_replicas, max_ongoing_requests=cfg.ingress_max_ongoing_requests,
+        # past both, Serve's proxy answers 503 itself (a text body) with this Retry-After
+        max_queued_requests=cfg.ingress_max_queued_requests,
+        backpressure_config=BackpressureConfig(retry_after_s=cfg.retry_after_s),
+        user_config={"request_timeout_s": cfg.request_timeout_s, "retry_after_s": cfg.retry_after_s,
+                     "draining": False},
         ray_actor_options={"num_cpus": cfg.ingress_cpus},
     ).bind(model, cfg, digest)
 
@@ -137,6 +144,8 @@ def _parse(argv):
         p.add_argument("--checkpoint", required=True, help="adapter folder or run dir ('none': the base model)")
         p.add_argument("--version", type=int, help="the new version (default: current + 1)")
         p.add_argument("--app", default="memroute")
+        p.add_argument("--no-probe", dest="probe", action="store_false",
+                       help="publish without probing the candidate first (see serve.reload)")
         return p.parse_args(argv[1:], argparse.Namespace(command="reload"))
     p = argparse.ArgumentParser(prog="memroute serve", description="The Ray Serve routing endpoint "
                                 "(`memroute serve reload --help`: hot reload).")
@@ -158,14 +167,22 @@ def main(argv=None) -> int:
         if args.command == "reload":
             import ray
 
-            from serve.reload import publish
+            from serve.reload import current, describe, probe, publish
 
             # RAY_ADDRESS names the cluster; "auto" is the one started last on this machine
             ctx = ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False)
             checkpoint = None if args.checkpoint.lower() == "none" else args.checkpoint
-            new = publish(checkpoint, args.version, args.app)
-            print(f"app {args.app!r} on {ctx.address_info['gcs_address']} now serves version {new['version']} "
-                  f"({new['checkpoint'] or 'base model'})")
+            where = f"app {args.app!r} on {ctx.address_info['gcs_address']}"
+            if args.probe:
+                verdict = probe(checkpoint, args.app)
+                print(describe(verdict), flush=True)
+                if not verdict["ok"]:
+                    old = current(args.app)
+                    print(f"error: refused: {where} still serves version {old.get('version')} "
+                          f"({old.get('checkpoint') or 'base model'})", file=sys.stderr)
+                    return 1
+            new = publish(checkpoint, args.version, args.app, probe_first=False)
+            print(f"{where} now serves version {new['version']} ({new['checkpoint'] or 'base model'})")
             return 0
         overrides = list(args.overrides)
         overrides += [f"{k}={json.dumps(v)}" for k, v in
@@ -183,9 +200,7 @@ def main(argv=None) -> int:
         print(banner, flush=True)
         return 0
     wait_for_stop(banner)
-    from ray import serve
-
-    serve.delete(cfg.app_name)
+    shutdown(cfg)
     return 0
 
 
@@ -194,8 +209,8 @@ def _interrupt(signum, frame):
 
 
 def wait_for_stop(banner: str) -> None:
-    """Print `banner`, then block until Ctrl-C or SIGTERM (`kill`, a container stop, systemd): both end in the
-    same clean shutdown. The handler is in place before the banner says the app runs."""
+    """Print `banner`, then block until Ctrl-C (SIGINT) or SIGTERM (`kill`, a container stop, systemd): both end in
+    the same clean shutdown. The handler is in place before the banner says the app runs."""
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         print(banner, flush=True)
@@ -205,6 +220,38 @@ def wait_for_stop(banner: str) -> None:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def drain(app_name: str, timeout_s: float) -> dict:
+    from serve.reload import drain as drain_app
+
+    return drain_app(app_name, timeout_s)
+
+
+def shutdown(cfg: ServeConfig) -> None:
+    """The graceful half of a stop: drain (new requests 503 with Retry-After, /health 503; requests in flight
+    finish, at most `drain_timeout_s`), then delete the app. A second signal while draining skips the rest of the
+    wait, never the delete; signals are ignored while the app is deleted."""
+    from ray import serve
+
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    print(f"stopping: draining requests in flight (at most {cfg.drain_timeout_s:g} s; a second Ctrl-C skips)",
+          flush=True)
+    try:
+        done = drain(cfg.app_name, cfg.drain_timeout_s)
+        print(f"drained: {done['in_flight']} requests in flight, {done['left']} left after {done['seconds']} s",
+              flush=True)
+    except KeyboardInterrupt:
+        print("second signal: not waiting for requests in flight", flush=True)
+    except Exception as e:  # the app is deleted all the same
+        print(f"warning: could not drain: {e}", file=sys.stderr, flush=True)
+    for sig in previous:
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        serve.delete(cfg.app_name)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,11 @@ from actors.engine import EngineConfig
 from memroute.core.config import ConfigError
 
 
+# What the config check assumes of the computed answer cap when max_tokens is None (each replica checks the real
+# cap against it when it starts)
+ANSWER_TOKENS_BOUND = 64
+
+
 class ServeConfigError(ConfigError):
     """A serving config that cannot run; the message names the key or file at fault."""
 
@@ -42,7 +47,11 @@ class ServeConfig:
     max_turns: int = 64  # turns of one conversation (more: 413)
     max_turn_chars: int = 16000  # characters of one turn's content (more: 413)
     max_conversation_tokens: int = 1536  # prompt tokens of one rendered conversation (more: 413)
-    max_tokens: int = 48  # answer tokens (13 labels fit in ~45)
+    # Answer tokens. The cap is the longest valid answer (the MAX_LABELS labels of the most tokens, formatted by
+    # data.parser.format_answer, in the served model's tokenizer, + its end-of-turn token) + answer_margin_tokens,
+    # computed by each model replica (41 for SmolLM2's tokenizer); max_tokens, when set, lowers it further
+    max_tokens: int | None = None
+    answer_margin_tokens: int = 4
     constrained: bool = True  # vLLM structured outputs: answers can only be label lists (see serve.model)
     # @serve.batch on the model replica: conversations of concurrent requests decoded together
     max_batch_size: int = 32
@@ -63,17 +72,41 @@ class ServeConfig:
     # per ingress replica; Serve's default (5) would cap the requests in flight, and so the model's batches, at 5
     ingress_max_ongoing_requests: int = 256
     max_ongoing_requests: int = 64  # per model replica: >= max_batch_size, or batches never fill
+    # Deadlines and backpressure (docs/serve.md: Deadlines, backpressure and shutdown)
+    # receipt of a request to its answer; past it: 504, the model requests cancelled, queued ones never decoded.
+    # In the ingress's user_config: changeable in place (serve.reload.update(app, {...}, deployment="RouterIngress"))
+    request_timeout_s: float = 30.0
+    # per caller (ingress replica): requests waiting for a model replica slot once every replica holds
+    # max_ongoing_requests (Serve's max_queued_requests; -1: unbounded); more: 503 with Retry-After
+    max_queued_requests: int = 64
+    # the same at Serve's proxy, for the ingress (past ingress_max_ongoing_requests): 503 from Serve itself
+    ingress_max_queued_requests: int = 256
+    retry_after_s: float = 1.0  # the Retry-After of every 503 (a full queue, a server shutting down)
+    drain_timeout_s: float = 30.0  # SIGTERM / SIGINT: the longest wait for requests in flight before the app goes
 
     def __post_init__(self):
         limits = ("max_batch_size", "max_request_conversations", "max_body_bytes", "max_json_depth", "max_turns",
-                  "max_turn_chars", "max_conversation_tokens")
+                  "max_turn_chars", "max_conversation_tokens", "max_ongoing_requests", "ingress_max_ongoing_requests")
         low = [k for k in limits if getattr(self, k) < 1]
+        if self.max_tokens is not None and self.max_tokens < 1:
+            low.append("max_tokens")
         if low:
             raise ServeConfigError(f"{', '.join(low)} must be >= 1")
-        if self.max_conversation_tokens + self.max_tokens > self.engine.max_model_len:
-            raise ServeConfigError(
-                f"max_conversation_tokens ({self.max_conversation_tokens}) + max_tokens ({self.max_tokens}) "
-                f"exceeds engine.max_model_len ({self.engine.max_model_len})")
+        not_positive = [k for k in ("request_timeout_s", "drain_timeout_s") if not getattr(self, k) > 0]
+        if not_positive:
+            raise ServeConfigError(f"{', '.join(not_positive)} must be > 0")
+        negative = [k for k in ("retry_after_s", "answer_margin_tokens") if getattr(self, k) < 0]
+        if negative:
+            raise ServeConfigError(f"{', '.join(negative)} must be >= 0")
+        queues = [k for k in ("max_queued_requests", "ingress_max_queued_requests")
+                  if getattr(self, k) != -1 and getattr(self, k) < 1]
+        if queues:
+            raise ServeConfigError(f"{', '.join(queues)} must be -1 (unbounded) or >= 1 (Serve's rule)")
+        answer = self.max_tokens if self.max_tokens is not None else ANSWER_TOKENS_BOUND
+        if self.max_conversation_tokens + answer > self.engine.max_model_len:
+            what = "max_tokens" if self.max_tokens is not None else "the answer cap's bound ANSWER_TOKENS_BOUND"
+            raise ServeConfigError(f"max_conversation_tokens ({self.max_conversation_tokens}) + {what} ({answer}) "
+                                   f"exceeds engine.max_model_len ({self.engine.max_model_len})")
         if self.max_ongoing_requests < self.max_batch_size:
             raise ServeConfigError(f"max_ongoing_requests ({self.max_ongoing_requests}) < max_batch_size "
                                    f"({self.max_batch_size}): a replica would never see a full batch")

@@ -9,12 +9,21 @@ hand rather than declared as a FastAPI parameter so that each failure gets its o
 and the body `{"error": {"type", "code", "message"}}`, whose message names the field or limit at fault. So do
 unknown paths and methods (404, 405) and a missing key (401). A bad request never touches the model, so the
 server keeps serving; an unexpected exception is logged and answered 500 in the same shape, with no traceback.
+
+Deadlines and backpressure, in the same shape: a request not answered within `request_timeout_s` of its receipt
+is answered 504 (`deadline_exceeded`) and its model requests are cancelled (a queued one is never decoded, see
+serve.model); a full model queue (Serve's `max_queued_requests`: Serve raises BackPressureError at the handle)
+is a 503 (`overloaded`) with `Retry-After`, as is every POST while the app drains for a shutdown
+(`shutting_down`, and /health answers 503). A client that disconnects has its request cancelled by Serve, which
+cancels the model requests made under it. `request_timeout_s`, `retry_after_s` and `draining` are the ingress's
+user_config, so they change in place (serve.reload.update(app, {...}, deployment="RouterIngress")).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 
@@ -38,14 +47,19 @@ logger = logging.getLogger("ray.serve")
 app = FastAPI(title="memroute router", description="Routes conversations to memory categories.")
 
 
-def _error(status: int, code: str, message: str) -> Response:
-    return Response(error_body(status, code, message), status_code=status, media_type="application/json")
+def _error(status: int, code: str, message: str, headers: dict | None = None) -> Response:
+    return Response(error_body(status, code, message), status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+def retry_after(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(0, math.ceil(seconds)))}  # RFC 9110: whole seconds
 
 
 @app.exception_handler(ApiError)
 async def _api_error(request: Request, exc: ApiError) -> Response:
     request.app.state.metrics.error(exc.status)
-    return _error(exc.status, exc.code, exc.message)
+    return _error(exc.status, exc.code, exc.message, exc.headers)
 
 
 @app.exception_handler(HTTPException)
@@ -64,7 +78,16 @@ async def _auth(request: Request, call_next):
             metrics.error(401)
             # never echo the header: it may hold a key meant for something else
             return _error(401, "invalid_api_key", "missing or wrong API key: send `Authorization: Bearer <key>`")
-        return await call_next(request)
+        state = request.app.state
+        if getattr(state, "draining", False) and request.method == "POST":
+            metrics.error(503)
+            return _error(503, "shutting_down", "this server is shutting down: retry, on another replica or later",
+                          retry_after(getattr(state, "retry_after_s", 1.0)))
+        metrics.started()
+        try:
+            return await call_next(request)
+        finally:
+            metrics.ended()
     except Exception:  # a bug, not the input (the validator refuses that): logged here, never sent back
         ref = uuid.uuid4().hex[:12]
         logger.exception("unexpected error in %s %s (ref %s)", request.method, request.url.path, ref)
@@ -121,9 +144,21 @@ def sse(chunk: schema.ChatCompletionChunk) -> Response:
     return Response(body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
+def deadline_exceeded(timeout_s: float) -> ApiError:
+    return ApiError(504, "deadline_exceeded", f"no answer within request_timeout_s={timeout_s:g} s of the request's "
+                                              f"receipt; its generation was cancelled")
+
+
+def _retrieve(task: asyncio.Task) -> None:  # a done callback: no "exception was never retrieved" warnings
+    if not task.cancelled():
+        task.exception()
+
+
 @serve.deployment(name="RouterIngress")
 @serve.ingress(app)
 class RouterIngress:
+    user_config: dict = {}  # set by reconfigure (the class default for a replica built by hand, in tests)
+
     def __init__(self, model, cfg: ServeConfig, key_digest: str | None):
         from memroute.core.models import load_tokenizer, resolve_model
 
@@ -132,7 +167,24 @@ class RouterIngress:
         self.tokenizer = load_tokenizer(resolve_model(cfg.engine.model))
         self.metrics = IngressMetrics()
         app.state.key_digest, app.state.metrics = key_digest, self.metrics  # for the middleware and error handlers
+        app.state.draining, app.state.retry_after_s = False, cfg.retry_after_s
         self.started = time.time()
+
+    def reconfigure(self, user_config: dict) -> None:
+        """The in-place settings: `request_timeout_s` and `retry_after_s` (default: the ServeConfig's) and
+        `draining` (serve.reload.drain sets it for a shutdown: POSTs get 503, /health 503)."""
+        self.user_config = dict(user_config or {})
+        app.state.draining = bool(self.user_config.get("draining", False))
+        app.state.retry_after_s = self._setting("retry_after_s")
+
+    def _setting(self, key: str) -> float:
+        return float(self.user_config.get(key, getattr(self.cfg, key)))
+
+    def drain_state(self) -> dict:
+        """For serve.reload.drain (a handle call, not HTTP): whether this replica drains, and its requests in
+        flight."""
+        return {"draining": bool(getattr(app.state, "draining", False)), "in_flight": self.metrics.active,
+                "user_config": self.user_config, "replica": serve.get_replica_context().replica_id.unique_id}
 
     # --- routes --------------------------------------------------------------------------------------------
 
@@ -175,7 +227,11 @@ class RouterIngress:
         return schema.ModelList(data=[schema.ModelCard(id=self.cfg.model_id, created=int(self.started))])
 
     @app.get("/health", response_model=schema.HealthResponse)
-    async def health(self) -> schema.HealthResponse:
+    async def health(self):
+        if getattr(app.state, "draining", False):  # a load balancer stops sending here
+            body = schema.HealthResponse(status="draining", auth=app.state.key_digest is not None)
+            return Response(body.model_dump_json(), status_code=503, media_type="application/json",
+                            headers=retry_after(self._setting("retry_after_s")))
         return schema.HealthResponse(status="ok", auth=app.state.key_digest is not None)
 
     @app.get("/healthz", response_model=schema.HealthResponse)
@@ -186,7 +242,8 @@ class RouterIngress:
     async def version(self) -> schema.VersionResponse:
         info = await self.model.info.remote()
         return schema.VersionResponse(version=info["version"], checkpoint=info["checkpoint"], model=info["model"],
-                                      model_id=self.cfg.model_id, replica=info["replica"])
+                                      model_id=self.cfg.model_id, replica=info["replica"],
+                                      max_tokens=info["max_tokens"])
 
     @app.get("/metrics")
     async def metrics(self) -> Response:
@@ -202,18 +259,59 @@ class RouterIngress:
         check_conversations(conversations, self.cfg)
         prompts = [render_prompt(self.tokenizer, c) for c in conversations]
         check_tokens([len(self.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts], self.cfg)
-        answers = await asyncio.gather(*(self._answer(p, start) for p in prompts))
-        self.metrics.routed(route, len(answers))
-        return answers
+        outs = await self._answers(prompts, start)
+        for out in outs:
+            self.metrics.latency(out["latency_s"])
+        self.metrics.routed(route, len(outs))
+        return [shape(out, out["latency_s"] * 1000) for out in outs]
 
-    async def _answer(self, prompt: str, start: float) -> schema.RouteResult:
-        from ray.exceptions import ActorDiedError, ActorUnavailableError
-
+    async def _answers(self, prompts: list[str], start: float) -> list[dict]:
+        """The model's answers to `prompts`, all within the deadline (`request_timeout_s` from `start`), or an
+        ApiError (504, 503); whatever ends this early (the deadline, an error, this request cancelled because its
+        client went away) cancels the model requests still out."""
+        timeout = self._setting("request_timeout_s")
+        remaining = timeout - (time.perf_counter() - start)
+        if remaining <= 0:
+            raise deadline_exceeded(timeout)
+        deadline = time.time() + remaining  # wall clock: the model replica may be another process or machine
+        tasks = [asyncio.ensure_future(self._generate(p, deadline, start)) for p in prompts]
+        for task in tasks:
+            task.add_done_callback(_retrieve)
         try:
-            out = await self.model.generate.remote(prompt)
-        except (ActorDiedError, ActorUnavailableError):
-            # the replica died under this request (routing is idempotent): once more, on a live or new replica
-            out = await self.model.generate.remote(prompt)
-        latency_ms = (time.perf_counter() - start) * 1000
-        self.metrics.latency(latency_ms / 1000)
-        return shape(out, latency_ms)
+            done, pending = await asyncio.wait(tasks, timeout=remaining, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for task in tasks:
+                task.cancel()  # a no-op on the finished ones
+        failed = [t for t in tasks if t in done and not t.cancelled() and t.exception() is not None]
+        if failed:
+            raise failed[0].exception()
+        outs = [t.result() for t in tasks] if not pending else []
+        if pending or any(out.get("expired") for out in outs):  # expired: dropped by the replica before decoding
+            raise deadline_exceeded(timeout)
+        return outs
+
+    async def _generate(self, prompt: str, deadline: float, start: float) -> dict:
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
+        from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+        for attempt in (0, 1):
+            response = self.model.generate.remote(prompt, deadline)
+            try:
+                out = await response
+                return {**out, "latency_s": time.perf_counter() - start}
+            except asyncio.CancelledError:
+                response.cancel()  # the deadline, or the client went away: Serve drops it on the replica
+                raise
+            except BackPressureError as e:
+                limit = e.args[1] if len(e.args) > 1 else self.cfg.max_queued_requests
+                raise ApiError(503, "overloaded", f"the model replicas are busy and the queue is full "
+                                                  f"(max_queued_requests={limit}): retry later",
+                               retry_after(self._setting("retry_after_s"))) from None
+            except DeploymentUnavailableError:
+                raise ApiError(503, "unavailable", "the model deployment is not available: retry later",
+                               retry_after(self._setting("retry_after_s"))) from None
+            except (ActorDiedError, ActorUnavailableError):
+                # the replica died under this request (routing is idempotent): once more, on a live or new replica
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")

@@ -7,9 +7,23 @@ bench/serve_load.py measures the two.
 
 Constrained output: vLLM's structured outputs (a regex, compiled by xgrammar, which runs on vLLM-CPU) allow only
 `none` or up to MAX_LABELS real labels joined by ", ", so every finished answer parses; the stop rule is the
-engine's (the end-of-turn token), and a list cut by `max_tokens` still parses up to its last whole label. The
+engine's (the end-of-turn token), and a list cut by the answer cap still parses up to its last whole label. The
 grammar costs a fixed time per decode step (about 2x at batch 1 on the 2-core CPU, ~10% at batch 8), which
 batching amortises.
+
+The answer cap (`answer_cap`): the longest valid answer, i.e. the MAX_LABELS labels of the most tokens formatted by
+`data.parser.format_answer`, in the served model's tokenizer, plus the end-of-turn token and a margin (41 tokens
+for SmolLM2's tokenizer), so a model that keeps listing labels, or spells them in tiny tokens (the grammar allows
+any tokenization of the label text), stops there instead of at a fixed large `max_tokens`.
+
+Deadlines and cancellation. The engine is vLLM's *synchronous* `LLM` (`actors.engine.Engine`, shared with the
+rollout workers), driven from a worker thread under the engine's lock: `LLM` is not thread-safe, so a request
+cannot be aborted from another thread in the middle of a decode, and a batch once started runs to its end (at
+most the answer cap in decode steps). What can be stopped is stopped: every conversation carries its wall-clock
+deadline, and conversations whose deadline has passed when their batch gets the engine are dropped before
+generation (answered `{"expired": true}`: the ingress's 504); a request cancelled by the ingress (its deadline,
+or a client that disconnected) is removed from the `@serve.batch` queue by Serve before its batch starts, and
+the result of one cancelled mid-batch is dropped.
 
 Hot reload: the adapter is in the deployment's `user_config` ({"checkpoint", "version"}, beside the batching and
 decoding knobs). Serve applies a changed user_config in place: `reconfigure` runs on every live replica, and a
@@ -17,19 +31,29 @@ replica that starts later (a scale-up, or a replacement for a dead one) runs it 
 replica serves the published version. The weight push takes the engine's lock: the batch being decoded finishes
 on the old weights, the next one waits a second or two and runs on the new ones, and no request fails or mixes
 versions.
+
+Probe (`probe`, called by serve.reload before a reload is published): the candidate adapter is loaded under the
+engine's lock, a few fixed conversations are answered as served (greedy, the grammar, the answer cap), and the
+weights in service are put back before the lock is released: for those seconds this replica's requests wait
+(the others keep serving), and no request is ever answered by the candidate. serve.reload judges the answers.
+A candidate that answered with non-finite logprobs is followed by a check of the restored weights on the same
+prompts; should they not answer cleanly either (NaN left behind in reused KV-cache blocks, as seen on vLLM-CPU),
+the replica fails its health check and Serve replaces it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
+import time
 
 from ray import serve
 
 from actors.engine import Engine, EngineConfig
 from data.taxonomy import NONE, REAL_LABELS
-from serve.config import resolve_checkpoint
+from serve.config import ANSWER_TOKENS_BOUND, ServeConfigError, resolve_checkpoint
 
 
 # The most labels an answer may hold. No gold answer has more than 3 (embedded and reference corpora); the cap
@@ -43,16 +67,41 @@ def label_regex(max_labels: int = MAX_LABELS) -> str:
     return f"{re.escape(NONE)}|({alt})(, ({alt})){{0,{max_labels - 1}}}"
 
 
+def _tokens(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def longest_answer(tokenizer, max_labels: int = MAX_LABELS) -> str:
+    """The valid answer of the most tokens: of every set of `max_labels` distinct real labels (a subset of one has
+    fewer tokens), the one whose `format_answer` text tokenizes longest (792 sets for 12 labels and 5: a few ms)."""
+    from itertools import combinations
+
+    from data.parser import format_answer
+
+    answers = (format_answer(labels) for labels in combinations(REAL_LABELS, min(max_labels, len(REAL_LABELS))))
+    return max(answers, key=lambda text: (_tokens(tokenizer, text), text))
+
+
+def answer_cap(tokenizer, margin: int = 4, max_labels: int = MAX_LABELS) -> int:
+    """The answer tokens to allow: the longest valid answer's, its end-of-turn token, and `margin` (which also
+    covers what the grammar allows beyond a valid set: a label repeated, 39 tokens against 36 for SmolLM2's)."""
+    return _tokens(tokenizer, longest_answer(tokenizer, max_labels)) + 1 + margin
+
+
 @serve.deployment(name="RouterModel")
 class RouterModel:
-    def __init__(self, engine: EngineConfig, max_tokens: int = 48):
+    def __init__(self, engine: EngineConfig, max_tokens: int | None = None, answer_margin_tokens: int = 4):
         self.engine = Engine(engine)
-        self.max_tokens = max_tokens
+        self.answer_cap = answer_cap(self.engine.tokenizer, answer_margin_tokens)
+        if max_tokens is None and self.answer_cap > ANSWER_TOKENS_BOUND:  # the config check assumed the bound
+            raise ServeConfigError(f"the answer cap of {engine.model}'s tokenizer is {self.answer_cap} tokens, over "
+                                   f"ANSWER_TOKENS_BOUND={ANSWER_TOKENS_BOUND}: set max_tokens")
+        self.max_tokens = min(self.answer_cap, max_tokens) if max_tokens else self.answer_cap
         self.sampling: dict = {}
         self.checkpoint: str | None = None
         self.user_config: dict = {}
         self._weights: tuple | None = None  # the (checkpoint, version) in the engine
-        self._last_adapter = None  # (tensors, adapter config) of the adapter in the weights, to go back to base
+        self._adapter = None  # (tensors, adapter config) of the adapter merged in the weights; None: base weights
         self._dead: Exception | None = None
 
     async def reconfigure(self, user_config: dict) -> None:
@@ -72,41 +121,108 @@ class RouterModel:
         self.user_config = dict(user_config)
 
     def _load(self, checkpoint: str | None, version: int) -> None:
-        from memroute.core.adapter import read_adapter
-
         folder = resolve_checkpoint(checkpoint)
-        if folder is not None:
-            tensors, adapter_cfg = read_adapter(folder)
-            self.engine.load_weights(version, tensors, adapter_cfg)
-            self._last_adapter = (tensors, adapter_cfg)
-        elif self._last_adapter is not None:  # back to the base model: the last adapter with B = 0 adds nothing
-            tensors, adapter_cfg = self._last_adapter
-            self.engine.load_weights(version, {k: v * 0 if "lora_B" in k else v for k, v in tensors.items()},
-                                     adapter_cfg)
-            self._last_adapter = None
-        else:
-            self.engine.version = version  # still the base weights: only the label moves
+        self._set_weights(_read(folder), version)
         self.checkpoint = str(folder) if folder else None
 
+    def _set_weights(self, adapter: tuple | None, version: int) -> None:
+        """Put `adapter` ((tensors, adapter config); None: the base model) in the engine as `version`, in one hold
+        of the engine's lock. The merged weight sync rewrites only the weights an adapter touches, so weights the
+        previous adapter touched and this one does not are first put back to base (the previous adapter with
+        B = 0 adds nothing)."""
+        import torch
+
+        with self.engine._lock:
+            old = self._adapter
+            if old is not None and (adapter is None or not _targets(old) <= _targets(adapter)):
+                tensors, adapter_cfg = old  # zeros, not B * 0: a NaN B times 0 is NaN
+                zeros = {k: torch.zeros_like(v) if "lora_B" in k else v for k, v in tensors.items()}
+                self.engine.load_weights(version, zeros, adapter_cfg)
+            if adapter is not None:
+                self.engine.load_weights(version, *adapter)
+            self.engine.version = version
+            self._adapter = adapter
+
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)  # both set from the user_config in reconfigure
-    async def generate(self, prompts: list[str]) -> list[dict]:
-        """One greedy answer per rendered prompt: text, token counts, finish reason and the weight version."""
+    async def generate(self, prompts: list[str], deadlines: list[float | None]) -> list[dict]:
+        """One greedy answer per rendered prompt: text, token counts, finish reason and the weight version; or
+        `{"expired": True}` for a prompt whose deadline (wall-clock seconds; None: none) passed before its batch
+        got the engine (it is not decoded)."""
         try:
-            groups = await asyncio.to_thread(self.engine.sample, prompts, 1, temperature=0.0,
-                                             max_tokens=self.max_tokens, **self.sampling)
+            return await asyncio.to_thread(self._generate, prompts, deadlines)
         except Exception as e:
             if type(e).__name__ == "EngineDeadError":  # vLLM's engine process is gone: let Serve replace us
                 self._dead = e
             raise
-        return [{"text": s.text, "finish_reason": s.finish_reason, "version": s.version,
-                 "prompt_tokens": len(s.prompt_token_ids), "completion_tokens": len(s.token_ids)}
-                for s in (g[0] for g in groups)]
+
+    def _generate(self, prompts: list[str], deadlines: list[float | None]) -> list[dict]:
+        with self.engine._lock:  # re-entrant: held across the deadline check and the decode (see the docstring)
+            now = time.time()
+            live = [i for i, d in enumerate(deadlines) if d is None or d > now]
+            groups = self._sample([prompts[i] for i in live]) if live else []
+        out: list[dict] = [{"expired": True} for _ in prompts]
+        for i, g in zip(live, groups):
+            out[i] = _result(g[0])
+        return out
+
+    async def probe(self, checkpoint: str | None, conversations: list[list[dict]]) -> dict:
+        """Answers of the candidate `checkpoint` (None: the base model) to `conversations`, decoded as served; the
+        weights in service are back in the engine when this returns (see the module docstring)."""
+        return await asyncio.to_thread(self._probe, checkpoint, conversations)
+
+    def _probe(self, checkpoint: str | None, conversations: list[list[dict]]) -> dict:
+        folder = resolve_checkpoint(checkpoint)
+        candidate = _read(folder)  # read before the lock: the replica's requests wait only for the engine work
+        prompts = self.engine.render(conversations)
+        start = time.perf_counter()
+        with self.engine._lock:
+            serving, version = self._adapter, self.engine.version
+            try:
+                self._set_weights(candidate, version)
+                groups = self._sample(prompts)
+            finally:
+                self._set_weights(serving, version)
+            if not all(_finite(g[0]) for g in groups):
+                # NaN activations can outlive the candidate's weights (vLLM-CPU reuses KV-cache blocks, and a
+                # masked NaN still poisons attention): if the weights in service do not answer cleanly now, this
+                # replica fails its health check and Serve replaces it (the others keep serving)
+                if not all(_finite(g[0]) for g in self._sample(prompts)):
+                    self._dead = RuntimeError("a probed candidate left non-finite logprobs behind in this replica")
+        answers = [{**_result(g[0]), "logprobs_finite": _finite(g[0]),
+                    "mean_logprob": sum(g[0].logprobs) / max(1, len(g[0].logprobs))} for g in groups]
+        return {"checkpoint": str(folder) if folder else None, "answers": answers, "max_tokens": self.max_tokens,
+                "constrained": bool(self.sampling), "seconds": round(time.perf_counter() - start, 3),
+                "replica": serve.get_replica_context().replica_id.unique_id}
+
+    def _sample(self, prompts: list[str]) -> list:
+        return self.engine.sample(prompts, 1, temperature=0.0, max_tokens=self.max_tokens, **self.sampling)
 
     def info(self) -> dict:
         return {"version": self.engine.version, "checkpoint": self.checkpoint, "model": self.engine.cfg.model,
                 "user_config": self.user_config, "replica": serve.get_replica_context().replica_id.unique_id,
-                "pid": os.getpid()}
+                "max_tokens": self.max_tokens, "answer_cap": self.answer_cap, "pid": os.getpid()}
 
     def check_health(self) -> None:
         if self._dead is not None or self.engine.llm is None:
-            raise RuntimeError(f"the vLLM engine is dead: {self._dead}")
+            raise RuntimeError(f"this replica cannot serve: {self._dead or 'the vLLM engine is gone'}")
+
+
+def _read(folder) -> tuple | None:
+    from memroute.core.adapter import read_adapter
+
+    return read_adapter(folder) if folder is not None else None
+
+
+def _targets(adapter: tuple) -> set[str]:
+    from memroute.core.adapter import lora_pairs
+
+    return set(lora_pairs(adapter[0]))
+
+
+def _finite(sample) -> bool:
+    return all(math.isfinite(x) for x in sample.logprobs)
+
+
+def _result(s) -> dict:
+    return {"text": s.text, "finish_reason": s.finish_reason, "version": s.version,
+            "prompt_tokens": len(s.prompt_token_ids), "completion_tokens": len(s.token_ids)}

@@ -98,10 +98,11 @@ class VersionResponse(BaseModel):
     model: str  # the base model
     model_id: str
     replica: str  # the model replica that answered
+    max_tokens: int  # the answer cap in force (docs/serve.md: Deadlines, backpressure and shutdown)
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "draining"]  # draining (HTTP 503): shutting down, requests in flight finishing
     auth: bool  # whether an API key is required
 
 

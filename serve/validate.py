@@ -27,9 +27,9 @@ MAX_MESSAGE_CHARS = 1000  # an error message echoes input (a role, a model id): 
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
 def error_type(status: int) -> str:

@@ -6,8 +6,9 @@ address a subprocess joins with ``RAY_ADDRESS=<it>``. Ray's processes inherit th
 session runs offline (``HF_HUB_OFFLINE=1``): nothing is fetched from a model hub.
 
 `serve_app`: ONE real Serve app of the tiny model on that Ray (two model replicas, an API key from a secret file,
-port 8471 on 127.0.0.1), deployed the way `memroute serve` deploys it, for tests/test_serve.py and
-tests/test_serve_fuzz.py. It yields ``SimpleNamespace(url, key, cfg, tmp, gcs)``. Deployed once, for the first
+port 8471 on 127.0.0.1, the computed answer cap), deployed the way `memroute serve` deploys it, for
+tests/test_serve.py, tests/test_serve_fuzz.py and tests/test_serve_load.py. Tests that change it in place (its
+user_config, its queue) put it back. It yields ``SimpleNamespace(url, key, cfg, tmp, gcs)``. Deployed once, for the first
 test that asks for it, and shut down right after the last one (not at the end of the session: its replicas hold
 CPUs of the session's Ray that later tests need).
 """
@@ -70,7 +71,7 @@ def serve_app(ray_local, tmp_path_factory):
     (tmp / "key").write_text(key)
     cfg = ServeConfig(engine=EngineConfig(model="tiny", kv_cache_gib=1, max_model_len=1024, max_num_seqs=16),
                       port=SERVE_PORT, api_key_file=str(tmp / "key"), num_replicas=2, replica_cpus=0.25,
-                      ingress_cpus=0.1, max_conversation_tokens=512, max_tokens=24, max_request_conversations=8,
+                      ingress_cpus=0.1, max_conversation_tokens=512, max_tokens=None, max_request_conversations=8,
                       max_batch_size=16, max_ongoing_requests=32)
     _SERVE["running"] = True
     try:

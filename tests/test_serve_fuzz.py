@@ -37,6 +37,21 @@ def body(path: str, turns) -> dict:
     return {"model": MODEL, "messages": turns}
 
 
+class StubResponse:
+    """A stand-in for Serve's DeploymentResponse: awaitable, cancellable."""
+
+    def __init__(self, value):
+        self.value, self.cancelled = value, False
+
+    def __await__(self):
+        async def get():
+            return self.value
+        return get().__await__()
+
+    def cancel(self):
+        self.cancelled = True
+
+
 def enc(obj) -> bytes:
     return json.dumps(obj).encode()  # ensure_ascii: a lone surrogate travels as its \\udXXX escape
 
@@ -238,9 +253,9 @@ def test_hostile_corpus_in_process(monkeypatch):
     from serve.metrics import IngressMetrics
 
     class Generate:
-        async def remote(self, prompt):
-            return {"text": "user.role_context", "finish_reason": "stop", "version": 0, "prompt_tokens": 9,
-                    "completion_tokens": 3}
+        def remote(self, prompt, deadline):
+            return StubResponse({"text": "user.role_context", "finish_reason": "stop", "version": 0,
+                                 "prompt_tokens": 9, "completion_tokens": 3})
 
     cfg = ServeConfig(engine=EngineConfig(model="tiny", max_model_len=1024), max_conversation_tokens=512,
                       max_tokens=24, max_request_conversations=8)
