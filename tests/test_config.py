@@ -108,3 +108,59 @@ def test_bad_files(tmp_path):
     bad.write_text("epochs: [1,\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(SFTConfig, bad)
+
+
+def test_gpu_path_agrees_on_the_model_and_the_configs():
+    """cluster.yaml, the GPU configs, the runtime env and docs/cluster.md agree (issue 18): the GPU configs name the
+    one model folder cluster.yaml's setup downloads (every Ray process runs with HF_HUB_OFFLINE=1, so the model must
+    be that local folder, not a hub id), RL starts from the SFT run's adapter, the docs submit the GPU configs with
+    no model override, and every config path the cluster files and docs mention exists."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    import yaml
+
+    from learner.rl import RLConfig
+    from memroute.core.models import _looks_like_path
+
+    repo = Path(__file__).resolve().parents[1]
+    cluster = yaml.safe_load((repo / "cluster.yaml").read_text())
+    setup = [c for k in ("setup_commands", "head_setup_commands", "worker_setup_commands") for c in cluster[k] or []]
+    prepared = {m for c in setup for m in re.findall(r"--local-dir[= ](\S+)", c)}
+    assert len(prepared) == 1, f"cluster.yaml should download exactly one model folder, found {prepared}"
+    model_dir = prepared.pop()
+    assert _looks_like_path(model_dir) and model_dir.startswith("/shared/"), model_dir  # a folder, on the mount
+    assert "-v /shared:/shared" in cluster["docker"]["run_options"]  # ... which every node's container sees
+
+    sft = load_config(SFTConfig, repo / "configs" / "gpu_llama8b_sft.yaml")
+    rl = load_config(RLConfig, repo / "configs" / "gpu_llama8b_rl.yaml")
+    assert sft.model.name == rl.learner.model.name == rl.rollout.engine.model == model_dir
+    assert rl.learner.adapter == f"{sft.run_dir}/adapter"  # stage 2 starts from what stage 1 exports
+    assert all(d.startswith("/shared/") for d in (sft.run_dir, rl.run_dir))  # run dirs every node sees
+
+    # offline everywhere a job runs: so a hub id would not resolve, and the local folder is the one location
+    runtime_env = yaml.safe_load((repo / "configs" / "runtime_env.yaml").read_text())
+    assert runtime_env["env_vars"]["HF_HUB_OFFLINE"] == "1"
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        assert "HF_HUB_OFFLINE=1" in " ".join(cluster[key]), key
+
+    texts = {name: (repo / name).read_text() for name in ("cluster.yaml", "cluster-local.yaml", "docs/cluster.md")}
+    for name, text in texts.items():
+        mentioned = set(re.findall(r"configs/[\w./-]*?\.ya?ml\b", text))
+        missing = sorted(p for p in mentioned if not (repo / p).is_file())
+        assert not missing, f"{name} mentions config files that do not exist: {missing}"
+
+    # the GPU training jobs in cluster.yaml's header and docs/cluster.md: the GPU configs, no model or resource
+    # overrides (only the data paths a user chooses)
+    for name in ("cluster.yaml", "docs/cluster.md"):
+        text = re.sub(r"\\\n[#\s]*", " ", texts[name])  # shell continuation lines (also inside `# ` comments) joined
+        gpu_job = re.compile(r"python -m learner\.(sft|rl)\s+--config\s+configs/gpu_")
+        jobs = [line for line in text.splitlines() if gpu_job.search(line)]
+        stages = {re.search(r"learner\.(sft|rl)", j).group(1) for j in jobs}
+        assert stages == {"sft", "rl"}, f"{name}: GPU SFT and RL jobs expected, found {jobs}"
+        for job in jobs:
+            cmd = job.split("python -m ", 1)[1].split("#", 1)[0]
+            overrides = [w.split("=", 1)[0] for w in shlex.split(cmd) if "=" in w and not w.startswith("-")]
+            assert set(overrides) <= {"train_data", "eval_data"}, f"{name}: {job}"
+        assert "configs/cpu_rl.yaml" not in " ".join(jobs)

@@ -170,7 +170,7 @@ def test_rl_configs_load():
     cpu = load_config(RLConfig, REPO / "configs" / "cpu_rl.yaml")
     assert cpu.learner.model.name == "smollm2-135m" and not cpu.rollout.use_gpu and cpu.rollout.reward == "routing"
     gpu = load_config(RLConfig, REPO / "configs" / "gpu_llama8b_rl.yaml")
-    assert gpu.learner.model.name == gpu.rollout.engine.model == "meta-llama/Llama-3.1-8B-Instruct"
+    assert gpu.learner.model.name == gpu.rollout.engine.model == "/shared/models/Llama-3.1-8B-Instruct"
     assert (gpu.learner.lora.rank, gpu.mode, gpu.learner.use_gpu, gpu.rollout.use_gpu) == (32, "off_policy", True, True)
 
 

@@ -197,7 +197,7 @@ def test_ddp_two_workers_match_one_worker(reference, short_data, tmp_path):
 def test_gpu_config_loads_and_validates():
     cfg = load_config(SFTConfig, REPO / "configs" / "gpu_llama8b_sft.yaml")
     validate_sft_config(cfg)
-    assert cfg.model.name == "meta-llama/Llama-3.1-8B-Instruct" and cfg.model.dtype == "bfloat16"
+    assert cfg.model.name == "/shared/models/Llama-3.1-8B-Instruct" and cfg.model.dtype == "bfloat16"
     assert cfg.model.gradient_checkpointing and cfg.use_gpu and cfg.num_workers == 4
     assert (cfg.lora.rank, cfg.lora.alpha) == (32, 32)
     assert cfg.train_data == "../shared/data/train.jsonl"
