@@ -44,8 +44,19 @@ class EvalConfig:
     concurrency: int = 1  # ray-data: engine actors
     use_gpu: bool = False  # ray-data: one GPU per engine actor
 
+    def __post_init__(self):  # checked when built, so a bad value in a YAML file or override fails before any work
+        from memroute.core.config import check_choice, check_min
+
+        check_choice("backend", self.backend, BACKENDS)
+        check_choice("dtype", self.dtype, DTYPES)
+        for name in ("batch_size", "max_new_tokens", "concurrency"):
+            check_min(name, getattr(self, name), 1)
+        check_min("limit", self.limit, 0, optional=True)
+        check_min("kv_cache_gib", self.kv_cache_gib, 0, inclusive=False)
+
 
 BACKENDS = ("vllm", "ray-data", "hf", "majority", "tfidf")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
 BASELINES = {"majority": "majority label", "tfidf": "TF-IDF + logistic regression"}  # backends without a model
 
 
@@ -129,30 +140,75 @@ def run_eval(cfg: EvalConfig) -> dict:
     return metrics
 
 
-def parse_args(argv=None) -> EvalConfig:
+_UNSET = object()  # a flag not given on the command line: the config (defaults < --config < key=value) decides
+
+
+def _parser() -> argparse.ArgumentParser:
     defaults = EvalConfig()
-    p = argparse.ArgumentParser(prog="memroute eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=defaults.model)
+    p = argparse.ArgumentParser(
+        prog="memroute eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Every flag is an EvalConfig key (--batch-size: batch_size); a flag given wins over --config and "
+               "key=value.\nIn a Ray job: ray job submit -- python -m actors.evaluate [the same arguments].")
+    p.add_argument("--config", default=None, help="YAML of EvalConfig keys (default: none, the built-in defaults)")
+    p.add_argument("--print-config", action="store_true", help="print the merged config (defaults < --config < "
+                   "key=value < flags) as YAML and exit; runs nothing")
+    p.add_argument("--model", default=defaults.model,
+                   help="a known model name (smollm2-135m, tiny) or a HF model path (default: %(default)s)")
     p.add_argument("--adapter", default=defaults.adapter,
                    help="LoRA adapter folder; 'default' (the default): the shipped router when --model is the default "
                         "model; 'none': the base model")
-    p.add_argument("--data", default=defaults.data, help="JSONL or Parquet examples (default: embedded test)")
-    p.add_argument("--out", default=defaults.out)
-    p.add_argument("--backend", default=defaults.backend, choices=BACKENDS)
-    p.add_argument("--train", default=defaults.train, help="training set for the majority / tfidf baselines")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
-    p.add_argument("--dtype", default=defaults.dtype)
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--kv-cache-gib", type=float, default=defaults.kv_cache_gib, help="vllm/ray-data on CPU")
-    p.add_argument("--concurrency", type=int, default=defaults.concurrency, help="ray-data: engine actors")
-    p.add_argument("--use-gpu", action="store_true", help="ray-data: one GPU per engine actor")
-    return EvalConfig(**{k.replace("-", "_"): v for k, v in vars(p.parse_args(argv)).items()})
+    p.add_argument("--data", default=defaults.data, help="JSONL or Parquet examples (default: the embedded test "
+                   "split, %(default)s)")
+    p.add_argument("--out", default=defaults.out, help="output folder for predictions.jsonl, metrics.json, "
+                   "metrics.md (default: %(default)s)")
+    p.add_argument("--backend", default=defaults.backend, choices=BACKENDS, help="default: %(default)s")
+    p.add_argument("--train", default=defaults.train, help="training set for the majority / tfidf baselines "
+                   "(default: the embedded train split, %(default)s)")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                   help="conversations per generate batch (default: %(default)s)")
+    p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens,
+                   help="answer length cap in tokens (default: %(default)s)")
+    p.add_argument("--dtype", default=defaults.dtype, choices=DTYPES,
+                   help="model dtype; auto: bfloat16 on a GPU, float32 on a CPU (default: %(default)s)")
+    p.add_argument("--limit", type=int, default=defaults.limit,
+                   help="score only the first N examples (default: all)")
+    p.add_argument("--kv-cache-gib", type=float, default=defaults.kv_cache_gib,
+                   help="vllm/ray-data on CPU: each engine's KV cache in GiB (default: %(default)s)")
+    p.add_argument("--concurrency", type=int, default=defaults.concurrency,
+                   help="ray-data: engine actors (default: %(default)s)")
+    p.add_argument("--use-gpu", action="store_true", default=defaults.use_gpu,
+                   help="ray-data: one GPU per engine actor (default: off)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="EvalConfig overrides, e.g. model=tiny limit=3 (default: none)")
+    return p
+
+
+def _parse(argv=None) -> tuple[EvalConfig, bool]:
+    """The effective config and whether to only print it. The flags' defaults are shown in --help; only the flags
+    actually given become overrides (after the key=value ones), so a YAML value is not masked by a default."""
+    import json
+    from dataclasses import fields
+
+    from memroute.core.config import load_config
+
+    p = _parser()
+    flags = [f.name for f in fields(EvalConfig)]  # every EvalConfig key has its flag
+    args = p.parse_args(argv, argparse.Namespace(**{dest: _UNSET for dest in flags}))
+    given = [f"{dest}={json.dumps(getattr(args, dest))}" for dest in flags if getattr(args, dest) is not _UNSET]
+    return load_config(EvalConfig, args.config, [*args.overrides, *given]), args.print_config
+
+
+def parse_args(argv=None) -> EvalConfig:
+    return _parse(argv)[0]
 
 
 def main(argv=None) -> int:
-    cfg = parse_args(argv)
+    cfg, print_only = _parse(argv)
+    if print_only:
+        from memroute.core.config import dump_config
+
+        sys.stdout.write(dump_config(cfg))
+        return 0
     metrics = run_eval(cfg)
     system = cfg.backend if cfg.backend in ("majority", "tfidf") else f"{cfg.backend}: {cfg.model}"  # no model
     print(metrics_table(metrics, f"{system} on {Path(cfg.data).name}"))

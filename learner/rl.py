@@ -1,7 +1,7 @@
 """`memroute rl`: the RL loop. Sample groups on vLLM rollout workers, score them with the routing reward,
 update the LoRA learner with an importance-sampled policy gradient, push the new weights back, repeat.
 
-    python -m learner.rl --config configs/cpu_rl.yaml [key=value ...]
+    memroute rl --config configs/cpu_rl.yaml [key=value ...]   # in a Ray job: python -m learner.rl ...
 
 One step, in order:
 1. take the next `prompts_per_step` training conversations (a seeded order; the position is checkpointed);
@@ -361,15 +361,23 @@ def _loop(cfg: RLConfig, run: Path, ckpt: Path, start_step: int, train, held_out
 
 
 def main(argv=None) -> int:
-    from memroute.core.config import load_config
+    from memroute.core.config import dump_config, load_config
 
     p = argparse.ArgumentParser(prog="memroute rl", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=None, help="YAML config (see configs/)")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. steps=50 learner.loss.kind=ppo")
+    p.add_argument("--config", default=None, help="YAML config, e.g. configs/cpu_rl.yaml (default: none, the "
+                   "built-in defaults)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the merged config (defaults < --config < key=value) as YAML and exit; runs nothing")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="key.sub=value overrides, applied last, e.g. steps=50 learner.loss.kind=ppo (default: none)")
     args = p.parse_args(argv)
+    cfg = load_config(RLConfig, args.config, args.overrides)
+    if args.print_config:
+        sys.stdout.write(dump_config(cfg))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    result = train_rl(load_config(RLConfig, args.config, args.overrides))
+    result = train_rl(cfg)
     ev = result["eval"]
     print(f"eval: mean F1 {ev['mean_f1']:.3f}, exact {ev['exact_match']:.3f}, parse failures "
           f"{ev['parse_failure_rate']:.3f}; adapter at {result['adapter']}")

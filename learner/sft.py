@@ -662,13 +662,23 @@ def train_sft(cfg: SFTConfig) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from memroute.core.config import load_config
 
-    parser = argparse.ArgumentParser(prog="memroute sft", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", help="YAML config (e.g. configs/cpu_sft.yaml); defaults otherwise")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-4 max_steps=10")
+    parser = argparse.ArgumentParser(
+        prog="memroute sft", description=__doc__.split("\n\n")[0],
+        epilog="In a Ray job: ray job submit -- python -m learner.sft [the same arguments].")
+    parser.add_argument("--config", help="YAML config, e.g. configs/cpu_sft.yaml (default: none, the built-in "
+                        "defaults)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the merged config (defaults < --config < key=value) as YAML and exit; runs nothing")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, applied last, e.g. optim.lr=1e-4 max_steps=10 (default: none)")
     args = parser.parse_args(argv)
+    cfg = load_config(SFTConfig, args.config, args.overrides)
+    if args.print_config:
+        sys.stdout.write(dump_config(cfg))
+        return 0
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    out = train_sft(load_config(SFTConfig, args.config, args.overrides))
+    out = train_sft(cfg)
     loss = out.get("final_loss")
     print(f"adapter written to {out['adapter']} (step {out.get('global_step')}/{out.get('total_steps')}"
           + (f", final loss {loss:.4f})" if loss is not None else ")"))

@@ -397,13 +397,18 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     up_p = sub.add_parser("up", help="start the head, train (SFT then RL) as Ray jobs, serve, print the URLs")
-    up_p.add_argument("--config", help="YAML of ClusterConfig keys (ports, temp_dir, state_dir, overrides, ...)")
+    up_p.add_argument("--config", help="YAML of ClusterConfig keys (ports, temp_dir, state_dir, overrides, ...; "
+                      "default: none, the built-in defaults)")
     up_p.add_argument("--tiny", action="store_true", help="the tiny random model: the whole pipeline in minutes")
     up_p.add_argument("--head-only", action="store_true", help="start the head and stop there (submit jobs yourself)")
-    up_p.add_argument("overrides", nargs="*", help="key=value, e.g. ports.serve=8100 num_cpus=2")
+    up_p.add_argument("--print-config", action="store_true", help="print the merged ClusterConfig (defaults < "
+                      "--config < key=value) as YAML and exit; starts nothing")
+    up_p.add_argument("overrides", nargs="*", metavar="key=value",
+                      help="ClusterConfig overrides, e.g. ports.serve=8100 num_cpus=2 (default: none)")
     for name, help_ in (("down", "stop the cluster `up` started"), ("status", "the URLs and jobs of the cluster")):
-        q = sub.add_parser(name, help=help_)
-        q.add_argument("--state-dir", default=ClusterConfig.state_dir)
+        q = sub.add_parser(name, help=help_, description=help_)
+        q.add_argument("--state-dir", default=ClusterConfig.state_dir,
+                       help="where `up` keeps cluster.json (its state_dir; default: %(default)s)")
     args = p.parse_args(argv)
 
     if args.command == "down":
@@ -419,6 +424,11 @@ def main(argv=None) -> int:
         print_urls(state)
         return 0
     cfg = load_config(ClusterConfig, args.config, args.overrides)
+    if args.print_config:
+        from memroute.core.config import dump_config
+
+        sys.stdout.write(dump_config(cfg))
+        return 0
     state = up(cfg, tiny=args.tiny, head_only=args.head_only)
     print("\nthe cluster is up:")
     print_urls(state)

@@ -42,17 +42,52 @@ SHIPPED = "shipped router"
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="memroute quickstart", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--out", default="runs/quickstart")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N test conversations")
+    p.add_argument("--model", default="smollm2-135m",
+                   help="a known model name (smollm2-135m, tiny) or a HF model path (default: %(default)s)")
+    p.add_argument("--out", default="runs/quickstart", help="run folder: sft/, rl/, eval/, logs/, summary.md "
+                   "(default: %(default)s)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N test conversations "
+                   "(default: all)")
     p.add_argument("--sft", nargs="*", default=[], metavar="KEY=VALUE",
                    help=f"overrides of configs/cpu_sft.yaml, after the quickstart's own for the default model "
-                        f"({' '.join(QUICK_SFT)})")
+                        f"({' '.join(QUICK_SFT)}; default: none more)")
     p.add_argument("--rl", nargs="*", default=[], metavar="KEY=VALUE",
-                   help=f"overrides of configs/cpu_rl.yaml, after the quickstart's own ({' '.join(QUICK_RL)})")
+                   help=f"overrides of configs/cpu_rl.yaml, after the quickstart's own ({' '.join(QUICK_RL)}; "
+                        f"default: none more)")
     p.add_argument("--no-serve", action="store_true", help="stop after evaluation and plots")
-    p.add_argument("--port", type=int, default=8000)
-    return run(p.parse_args(argv))
+    p.add_argument("--port", type=int, default=8000, help="the Serve endpoint's port (default: %(default)s)")
+    p.add_argument("--print-config", action="store_true", help="print the SFT and the RL config the run would use "
+                   "(two YAML documents) and exit; runs nothing")
+    args = p.parse_args(argv)
+    if args.print_config:  # a config error propagates: one line, exit 2
+        from memroute.core.config import dump_config
+
+        sft_cfg, rl_cfg = training_configs(args)
+        sys.stdout.write(f"# SFT\n{dump_config(sft_cfg)}---\n# RL\n{dump_config(rl_cfg)}")
+        return 0
+    return run(args)
+
+
+def training_configs(args):
+    """The SFT and RL configs of this run, built (and so checked, value by value) before anything starts: a typo
+    in --rl fails now, not after SFT. The RL run starts from the adapter SFT will write."""
+    from learner.config import SFTConfig
+    from learner.rl import RLConfig
+    from learner.sft import validate_sft_config
+    from memroute.core.config import load_config
+    from memroute.router import is_default_model
+
+    out = Path(args.out)
+    sft_cfg = load_config(SFTConfig, REPO / "configs" / "cpu_sft.yaml",
+                          [f"model.name={args.model}", f"run_dir={out / 'sft'}",
+                           *(QUICK_SFT if is_default_model(args.model) else []), *args.sft])
+    validate_sft_config(sft_cfg)
+    sft_adapter = Path(sft_cfg.run_dir) / "adapter"
+    rl_cfg = load_config(RLConfig, REPO / "configs" / "cpu_rl.yaml",
+                         [f"learner.model.name={args.model}", f"rollout.engine.model={args.model}",
+                          f"learner.adapter={sft_adapter}", f"run_dir={out / 'rl'}", "eval_limit=8",
+                          *QUICK_RL, *args.rl])
+    return sft_cfg, rl_cfg
 
 
 def quiet_logs(folder: Path) -> dict[str, Path]:
@@ -85,26 +120,15 @@ def run(args) -> int:
 
     from actors.evaluate import EvalConfig, run_eval
     from data.schema import read_examples
-    from learner.config import SFTConfig
     from memroute.core.models import resolve_model
-    from learner.rl import RLConfig, train_rl
-    from learner.sft import train_sft, validate_sft_config
-    from memroute.core.config import load_config
+    from learner.rl import train_rl
+    from learner.sft import train_sft
     from memroute.router import is_default_model, shipped_adapter
 
     start = time.perf_counter()
     out = Path(args.out)
-    # Both training configs are built (and so checked, value by value) before anything starts: a typo in --rl
-    # fails now, not after SFT. The RL run starts from the adapter SFT will write.
-    sft_cfg = load_config(SFTConfig, REPO / "configs" / "cpu_sft.yaml",
-                          [f"model.name={args.model}", f"run_dir={out / 'sft'}",
-                           *(QUICK_SFT if is_default_model(args.model) else []), *args.sft])
-    validate_sft_config(sft_cfg)
+    sft_cfg, rl_cfg = training_configs(args)  # both built and checked before anything starts
     sft_adapter = Path(sft_cfg.run_dir) / "adapter"
-    rl_cfg = load_config(RLConfig, REPO / "configs" / "cpu_rl.yaml",
-                         [f"learner.model.name={args.model}", f"rollout.engine.model={args.model}",
-                          f"learner.adapter={sft_adapter}", f"run_dir={out / 'rl'}", "eval_limit=8",
-                          *QUICK_RL, *args.rl])
     logs = quiet_logs(out / "logs")
     if not ray.is_initialized():
         ctx = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", logging_level=logging.WARNING,

@@ -141,28 +141,45 @@ def _parse(argv):
     if argv[:1] == ["reload"]:  # a sub-command by hand: argparse subparsers would swallow key=value overrides
         p = argparse.ArgumentParser(prog="memroute serve reload",
                                     description="Move every replica of a running app to a new adapter, in place.")
-        p.add_argument("--checkpoint", required=True, help="adapter folder or run dir ('none': the base model)")
+        p.add_argument("--checkpoint", required=True, help="adapter folder or run dir ('none': the base model; required)")
         p.add_argument("--version", type=int, help="the new version (default: current + 1)")
-        p.add_argument("--app", default="memroute")
+        p.add_argument("--app", default="memroute", help="the Serve app to reload (default: %(default)s)")
         p.add_argument("--no-probe", dest="probe", action="store_false",
-                       help="publish without probing the candidate first (see serve.reload)")
+                       help="publish without probing the candidate first (see serve.reload; default: probe)")
         return p.parse_args(argv[1:], argparse.Namespace(command="reload"))
     p = argparse.ArgumentParser(prog="memroute serve", description="The Ray Serve routing endpoint "
-                                "(`memroute serve reload --help`: hot reload).")
-    p.add_argument("--config", help="YAML of ServeConfig keys (e.g. configs/serve_cpu.yaml)")
+                                "(`memroute serve reload --help`: hot reload).",
+                                epilog="In a Ray job: ray job submit -- python -m serve.app --detach [arguments].")
+    p.add_argument("--config", help="YAML of ServeConfig keys, e.g. configs/serve_cpu.yaml (default: none, the "
+                   "built-in defaults)")
     p.add_argument("--checkpoint", help="adapter folder or run dir (its newest adapter); default: the shipped "
                    "router (memroute/router) with the default model; 'none': the base model")
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--host", help=f"address to bind; beyond loopback only with an API key (default: the config's "
+                   f"host, {ServeConfig.host})")
+    p.add_argument("--port", type=int, help=f"HTTP port (default: the config's port, {ServeConfig.port})")
     p.add_argument("--detach", action="store_true", help="return once running (the app stays on the cluster)")
-    p.add_argument("overrides", nargs="*", help="key=value, e.g. engine.model=tiny num_replicas=2")
+    p.add_argument("--print-config", action="store_true", help="print the merged config (defaults < --config < "
+                   "key=value < the flags above) as YAML and exit; runs nothing")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="ServeConfig overrides, e.g. engine.model=tiny num_replicas=2 (default: none)")
     return p.parse_args(argv, argparse.Namespace(command="serve"))
+
+
+def _overrides(args) -> list[str]:
+    """The key=value overrides, then the flags given (they win)."""
+    return list(args.overrides) + [f"{k}={json.dumps(v)}" for k, v in (
+        ("checkpoint", args.checkpoint), ("host", args.host), ("port", args.port)) if v is not None]
 
 
 def main(argv=None) -> int:
     from memroute.core.config import ConfigError, load_config
 
     args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.command == "serve" and args.print_config:  # a config error propagates: one line, exit 2
+        from memroute.core.config import dump_config
+
+        sys.stdout.write(dump_config(load_config(ServeConfig, args.config, _overrides(args))))
+        return 0
     try:
         if args.command == "reload":
             import ray
@@ -184,10 +201,7 @@ def main(argv=None) -> int:
             new = publish(checkpoint, args.version, args.app, probe_first=False)
             print(f"{where} now serves version {new['version']} ({new['checkpoint'] or 'base model'})")
             return 0
-        overrides = list(args.overrides)
-        overrides += [f"{k}={json.dumps(v)}" for k, v in
-                      (("checkpoint", args.checkpoint), ("host", args.host), ("port", args.port)) if v is not None]
-        cfg = load_config(ServeConfig, args.config, overrides)
+        cfg = load_config(ServeConfig, args.config, _overrides(args))
         if args.detach and not os.environ.get("RAY_ADDRESS"):
             raise ServeConfigError("--detach needs a running cluster (RAY_ADDRESS): a Ray instance started here "
                                    "ends with this command, and the app with it")

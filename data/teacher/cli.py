@@ -126,21 +126,29 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
 
+    data_default = {"label": "<out_dir>/generate/conversations.jsonl", "eval": "the embedded test split"}
+
     def add(name: str, help_: str, data_required: bool = False) -> argparse.ArgumentParser:
-        s = sub.add_parser(name, help=help_)
+        s = sub.add_parser(name, help=help_, description=help_)
         s.add_argument("--config", help="YAML config (default: built-in defaults; see configs/teacher.yaml)")
-        s.add_argument("--out", help="output folder (default: <out_dir>/<command>)")
+        s.add_argument("--out", help="output folder (default: " +
+                       ("the --data file's folder)" if name == "coverage" else f"<out_dir>/{name})"))
         if name != "generate":
-            s.add_argument("--data", required=data_required, help="JSONL or Parquet examples")
+            s.add_argument("--data", required=data_required,
+                           help="JSONL or Parquet examples (" +
+                           ("required)" if data_required else f"default: {data_default[name]})"))
         if name != "coverage":
             s.add_argument("--dry-run", action="store_true", help="print the request / token / cost estimate only")
         if name in ("label", "eval"):
-            s.add_argument("--limit", type=int, help="only the first N rows")
-        s.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. concurrency=8")
+            s.add_argument("--limit", type=int, help="only the first N rows (default: all)")
+        s.add_argument("--print-config", action="store_true", help="print the merged config (defaults < --config < "
+                       "key=value < --dry-run/--n) as YAML and exit; runs nothing, needs no API key")
+        s.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="config overrides, e.g. concurrency=8 (default: none)")
         return s
 
     add("generate", "write conversations from scenario specs").add_argument(
-        "--n", type=int, help="number of conversations (generate.n_conversations)")
+        "--n", type=int, help="number of conversations (default: the config's generate.n_conversations)")
     add("label", "label conversations (default --data: <out_dir>/generate/conversations.jsonl)")
     add("eval", "score the teacher as a router (default --data: the embedded test split)")
     add("coverage", "coverage report of a dataset per label, industry and length bucket", data_required=True)
@@ -153,6 +161,13 @@ def main(argv=None) -> int:
         cfg = load_config(TeacherConfig, args.config, args.overrides)
         if getattr(args, "dry_run", False):
             cfg.dry_run = True
+        if args.print_config:
+            from memroute.core.config import dump_config
+
+            if getattr(args, "n", None) is not None:
+                cfg.generate.n_conversations = args.n
+            sys.stdout.write(dump_config(cfg))
+            return 0
         if args.cmd == "coverage":
             return cmd_coverage(cfg, args)
         if not cfg.dry_run:
