@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.atomic import atomic_path
+from memroute.core.errors import InputError, run_command
 from learner.tracking import read_metrics
 
 
@@ -50,7 +51,7 @@ SFT_FIGURES = (
 )
 
 
-class PlotError(ValueError):
+class PlotError(InputError):
     pass
 
 
@@ -178,15 +179,11 @@ def main(argv=None) -> int:
     p.add_argument("run_dir", help="a run directory holding metrics.jsonl (SFT or RL)")
     p.add_argument("--out", help="where the PNGs go (default: RUN_DIR/plots)")
     args = p.parse_args(argv)
-    try:
-        written = plot_run(args.run_dir, args.out)
-    except PlotError as e:
-        print(f"memroute plot: error: {e}", file=sys.stderr)
-        return 2
+    written = plot_run(args.run_dir, args.out)  # a PlotError goes to the error boundary: one line, exit 2
     for path in written:
         print(path)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("memroute plot", main))

@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 
+from memroute.core.errors import MemrouteError, run_command
 from serve.auth import check_bind, key_digest, resolve_api_key
 from serve.config import ServeConfig, ServeConfigError, resolve_checkpoint
 
@@ -172,7 +173,7 @@ def _overrides(args) -> list[str]:
 
 
 def main(argv=None) -> int:
-    from memroute.core.config import ConfigError, load_config
+    from memroute.core.config import load_config
 
     args = _parse(sys.argv[1:] if argv is None else argv)
     if args.command == "serve" and args.print_config:  # a config error propagates: one line, exit 2
@@ -195,7 +196,7 @@ def main(argv=None) -> int:
                 print(describe(verdict), flush=True)
                 if not verdict["ok"]:
                     old = current(args.app)
-                    print(f"error: refused: {where} still serves version {old.get('version')} "
+                    print(f"memroute serve: error: refused: {where} still serves version {old.get('version')} "
                           f"({old.get('checkpoint') or 'base model'})", file=sys.stderr)
                     return 1
             new = publish(checkpoint, args.version, args.app, probe_first=False)
@@ -206,8 +207,10 @@ def main(argv=None) -> int:
             raise ServeConfigError("--detach needs a running cluster (RAY_ADDRESS): a Ray instance started here "
                                    "ends with this command, and the app with it")
         url = deploy(cfg)
-    except (ConfigError, ServeConfigError, FileNotFoundError, RuntimeError, TimeoutError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (RuntimeError, TimeoutError) as e:  # Ray or Serve failed to start the app: a runtime failure (exit 1);
+        if isinstance(e, MemrouteError):  # config and input errors go to the error boundary (exit 2)
+            raise
+        print(f"memroute serve: error: {e}", file=sys.stderr)
         return 1
     banner = f"memroute router on {url} (POST /route, /v1/chat/completions; GET /health, /version, /metrics)"
     if args.detach:
@@ -269,4 +272,4 @@ def shutdown(cfg: ServeConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("memroute serve", main))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from actors.engine import EngineConfig
 from memroute.core.config import ConfigError
+from memroute.core.errors import InputNotFoundError
 
 
 # What the config check assumes of the computed answer cap when max_tokens is None (each replica checks the real
@@ -125,7 +126,7 @@ def resolve_checkpoint(path: str | os.PathLike | None, model: str | os.PathLike 
     if (path / "adapter_config.json").exists():
         return path
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise InputNotFoundError(f"checkpoint not found: {path}")
     from memroute.core.checkpoint import ray_latest_checkpoint
 
     candidates = [path / "adapter"]
@@ -134,6 +135,6 @@ def resolve_checkpoint(path: str | os.PathLike | None, model: str | os.PathLike 
         candidates.append(latest / "adapter")
     found = [c for c in candidates if (c / "adapter_config.json").exists()]
     if not found:
-        raise FileNotFoundError(f"checkpoint {path} is neither a LoRA adapter folder (adapter_config.json) nor a run "
+        raise InputNotFoundError(f"checkpoint {path} is neither a LoRA adapter folder (adapter_config.json) nor a run "
                                 f"dir with one (looked for {', '.join(map(str, candidates))})")
     return max(found, key=lambda c: (c / "adapter_config.json").stat().st_mtime)

@@ -54,7 +54,10 @@ def test_errors_name_the_problem(tmp_path, capsys):
     write_rows(tmp_path / "odd", [{"step": 1, "something": 3}])
     with pytest.raises(PlotError, match="neither `reward`"):
         plot_run(tmp_path / "odd")
-    assert main([str(tmp_path / "missing")]) == 2 and "no metrics.jsonl" in capsys.readouterr().err
+    from memroute.core.errors import run_command
+
+    assert run_command("memroute plot", main, [str(tmp_path / "missing")]) == 2
+    assert "memroute plot: error: no metrics.jsonl" in capsys.readouterr().err
 
 
 def test_smoothing_is_a_bias_corrected_moving_average():

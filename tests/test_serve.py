@@ -61,15 +61,19 @@ def test_api_key_and_the_loopback_rule(tmp_path, monkeypatch):
 
 
 def test_cli_refuses_a_wide_bind_without_a_key(monkeypatch, capsys):
+    from memroute.core.errors import run_command
     from serve.app import main
+
+    def serve_cli(*argv):  # as `memroute serve ...` runs it: config errors are usage errors, one line, exit 2
+        return run_command("memroute serve", main, list(argv))
 
     monkeypatch.delenv("MEMROUTE_API_KEY", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    assert main(["--host", "0.0.0.0", "engine.model=tiny"]) == 1  # refused before Ray starts
-    assert "refusing to serve on 0.0.0.0 without an API key" in capsys.readouterr().err
-    assert main(["--detach"]) == 1
+    assert serve_cli("--host", "0.0.0.0", "engine.model=tiny") == 2  # refused before Ray starts
+    assert "memroute serve: error: refusing to serve on 0.0.0.0 without an API key" in capsys.readouterr().err
+    assert serve_cli("--detach") == 2
     assert "--detach needs a running cluster" in capsys.readouterr().err
-    assert main(["--checkpoint", "/nonexistent/adapter"]) == 1
+    assert serve_cli("--checkpoint", "/nonexistent/adapter") == 2
     assert "checkpoint not found: /nonexistent/adapter" in capsys.readouterr().err
 
 
