@@ -145,7 +145,7 @@ def run(args) -> int:
     stage(2, "SFT on the embedded train split and its short conversations (Ray Train)")
     sft = train_sft(sft_cfg)
     print(f"      adapter {sft['adapter']}")
-    if Path(sft["adapter"]) != sft_adapter:  # the RL config was built with this path before SFT ran
+    if Path(sft["adapter"]).resolve() != sft_adapter.resolve():  # the RL config was built with this path before SFT ran
         raise RuntimeError(f"SFT wrote its adapter to {sft['adapter']}, expected {sft_adapter}")
 
     stage(3, "RL from the SFT adapter (vLLM rollout workers + learner)")
