@@ -65,8 +65,9 @@ class RLConfig:
 
         check_choice("mode", self.mode, ("sync", "off_policy"))
         check_choice("placement_strategy", self.placement_strategy, (*STRATEGIES, "none"))
-        for name in ("steps", "prompts_per_step", "checkpoint_every", "max_staleness"):
+        for name in ("steps", "prompts_per_step", "checkpoint_every"):
             check_min(name, getattr(self, name), 1)
+        check_min("max_staleness", self.max_staleness, 0)  # 0: off_policy drops every group sampled a version ago
         check_min("eval_every", self.eval_every, 0)
         check_min("eval_limit", self.eval_limit, 1, optional=True)
         check_min("max_retries", self.max_retries, 0)
