@@ -228,7 +228,9 @@ def _interrupt(signum, frame):
 def wait_for_stop(banner: str) -> None:
     """Print `banner`, then block until Ctrl-C (SIGINT) or SIGTERM (`kill`, a container stop, systemd): both end in
     the same clean shutdown. The handler is in place before the banner says the app runs."""
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # SIGINT too, explicitly: a process started in the background by a non-interactive shell (a CI job, `cmd &`)
+    # inherits SIGINT ignored, and Python then never raises KeyboardInterrupt for it
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         print(banner, flush=True)
         while True:
@@ -236,7 +238,8 @@ def wait_for_stop(banner: str) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def drain(app_name: str, timeout_s: float) -> dict:
