@@ -15,6 +15,7 @@ KL_ESTIMATORS = ("k1", "k3")
 KL_REFERENCES = ("base", "start")
 AGGREGATES = ("token", "sequence")
 
+
 @dataclass
 class ModelConfig:
     name: str = "smollm2-135m"  # a known name (smollm2-135m, tiny) or any HF model path / hub id
