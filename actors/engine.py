@@ -85,9 +85,10 @@ class EngineConfig:
 
     def __post_init__(self):  # ValueErrors: the config loader names the section (rollout.engine.weight_sync ...)
         from memroute.core.config import check_choice, check_min
+        from memroute.core.models import DTYPES
 
         check_choice("weight_sync", self.weight_sync, WEIGHT_SYNCS)
-        check_choice("dtype", self.dtype, ("auto", "bfloat16", "float16", "float32"))
+        check_choice("dtype", self.dtype, DTYPES)
         for name in ("max_model_len", "tensor_parallel_size", "max_lora_rank", "max_loras", "max_num_seqs"):
             check_min(name, getattr(self, name), 1)
         check_min("kv_cache_gib", self.kv_cache_gib, 0, inclusive=False)

@@ -25,6 +25,7 @@ from data.parser import parse_answer
 from data.prompt import render_prompt
 from data.schema import read_examples
 from memroute.core.errors import InputError, run_command
+from memroute.core.models import DTYPES
 
 
 @dataclass
@@ -56,7 +57,6 @@ class EvalConfig:
 
 
 BACKENDS = ("vllm", "ray-data", "hf", "majority", "tfidf")
-DTYPES = ("auto", "bfloat16", "float16", "float32")
 BASELINES = {"majority": "majority label", "tfidf": "TF-IDF + logistic regression"}  # backends without a model
 
 

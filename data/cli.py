@@ -66,7 +66,7 @@ def stats_markdown(stats: dict, title: str) -> str:
     lines += [f"| {k} | {_cell(v)} |" for k, v in stats.items() if not isinstance(v, dict)]
     for key, table in ((k, v) for k, v in stats.items() if isinstance(v, dict)):
         lines += ["", f"| {key} | value |", "|---|---|"] + [f"| {name} | {_cell(n)} |" for name, n in table.items()]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def compare_markdown(result: dict, a: str, b: str) -> str:
@@ -79,12 +79,12 @@ def compare_markdown(result: dict, a: str, b: str) -> str:
         f"{lo:+.3f} .. {hi:+.3f} | {result['p_b_not_better']:.3f} |",
         f"| exact match | | | {result['exact_delta']:+.3f} | {elo:+.3f} .. {ehi:+.3f} | "
         f"{result['p_b_exact_not_better']:.3f} |",
-    ]) + "\n"
+    ])
 
 
 def cmd_stats(args) -> int:
     stats = dataset_stats(read_examples(args.file))
-    print(json.dumps(stats, indent=2) if args.json else stats_markdown(stats, args.file).rstrip("\n"))
+    print(json.dumps(stats, indent=2) if args.json else stats_markdown(stats, args.file))
     return 0
 
 
@@ -104,7 +104,7 @@ def cmd_score(args) -> int:
 def cmd_compare(args) -> int:
     examples = read_examples(args.data)
     result = paired_bootstrap(align(read_predictions(args.a), examples), align(read_predictions(args.b), examples))
-    print(json.dumps(result, indent=2) if args.json else compare_markdown(result, args.a, args.b).rstrip("\n"))
+    print(json.dumps(result, indent=2) if args.json else compare_markdown(result, args.a, args.b))
     return 0
 
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 from data.embedded import TEST_PATH, TRAIN_PATH
 from memroute.core.config import check_choice, check_min
+from memroute.core.models import DTYPES
 
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-DTYPES = ("auto", "bfloat16", "float16", "float32")
 SCHEDULES = ("cosine", "linear", "constant")
 LOSS_KINDS = ("is", "ppo", "tis")
 KL_ESTIMATORS = ("k1", "k3")

@@ -128,7 +128,6 @@ def run(args) -> int:
     start = time.perf_counter()
     out = Path(args.out)
     sft_cfg, rl_cfg = training_configs(args)  # both built and checked before anything starts
-    sft_adapter = Path(sft_cfg.run_dir) / "adapter"
     logs = quiet_logs(out / "logs")
     if not ray.is_initialized():
         ctx = ray.init(include_dashboard=True, dashboard_host="127.0.0.1", logging_level=logging.WARNING,
@@ -136,7 +135,8 @@ def run(args) -> int:
                        runtime_env={"env_vars": {"VLLM_LOGGING_CONFIG_PATH": str(logs["vllm_config"])}})
         print(f"Ray dashboard: http://{ctx.dashboard_url}  (jobs, actors, logs and metrics of this run)"
               if ctx.dashboard_url else "Ray dashboard: not available (see the Ray logs)")
-        print(f"logs: vLLM engines -> {logs['vllm']}; Ray workers -> {Path(ctx.address_info['session_dir']) / 'logs'}")
+        ray_logs = Path(ctx.address_info["session_dir"]) / "logs"
+        print(f"logs: vLLM engines -> {logs['vllm']}; Ray workers -> {ray_logs}")
 
     stage(1, f"model {resolve_model(args.model)}")
     train, test = read_examples(TRAIN_PATH), read_examples(TEST_PATH)
@@ -145,8 +145,9 @@ def run(args) -> int:
     stage(2, "SFT on the embedded train split and its short conversations (Ray Train)")
     sft = train_sft(sft_cfg)
     print(f"      adapter {sft['adapter']}")
-    if Path(sft["adapter"]).resolve() != sft_adapter.resolve():  # the RL config was built with this path before SFT ran
-        raise RuntimeError(f"SFT wrote its adapter to {sft['adapter']}, expected {sft_adapter}")
+    expected = Path(rl_cfg.learner.adapter)  # the RL config was built with this path before SFT ran
+    if Path(sft["adapter"]).resolve() != expected.resolve():
+        raise RuntimeError(f"SFT wrote its adapter to {sft['adapter']}, expected {expected}")
 
     stage(3, "RL from the SFT adapter (vLLM rollout workers + learner)")
     rl = train_rl(rl_cfg)

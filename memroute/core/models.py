@@ -564,6 +564,9 @@ def load_tokenizer(path: str | os.PathLike, **kwargs):
         raise ModelNotFoundError(f"cannot load a tokenizer from {resolved}: {e}") from e
 
 
+DTYPES = ("auto", "bfloat16", "float16", "float32")  # what resolve_dtype accepts; configs check against it
+
+
 def resolve_dtype(dtype: str):
     """"auto" means bfloat16 on a GPU and float32 on a CPU (CPUs without AVX512-BF16/AMX run bf16 slowly)."""
     import torch
