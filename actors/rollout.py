@@ -14,11 +14,14 @@ too: the driver drops them and counts them.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
 
 from actors.engine import Engine, EngineConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -157,3 +160,110 @@ def make_rollout_workers(cfg: RolloutConfig, name: str | None = None, placement_
     return [actor_cls.options(**options, **in_bundle(placement_group, first_bundle + i),
                               name=f"{name}-{i}" if name else None).remote(cfg)
             for i in range(cfg.num_workers)]
+
+
+class Rollouts:
+    """The rollout workers, with weight pushes and restart handling.
+
+    Any call to a worker whose process died (a rollout, a push, a probe) waits for Ray to restart it, gives it
+    the current weights again (a restarted worker is back on the base weights at version 0) and repeats the call,
+    up to `max_retries` times. Results come only from calls that returned, so nothing is lost or duplicated."""
+
+    def __init__(self, cfg: RolloutConfig, max_retries: int = 3, name: str | None = None, placement_group=None,
+                 first_bundle: int = 0):
+        import ray
+
+        self.cfg, self.max_retries = cfg, max_retries
+        self.workers = make_rollout_workers(cfg, name, placement_group, first_bundle)
+        ray.get([w.ready.remote() for w in self.workers])
+        self.weights: tuple | None = None  # (version, ObjectRef of the tensors, lora_config)
+        self.version = 0
+        self.restarts = 0  # worker restarts seen by this driver
+
+    def _get(self, i: int, future, method: str, *args):
+        """ray.get(future) of worker i's `method(*args)`; after a worker death, revive it and call again."""
+        import ray
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+        for attempt in range(self.max_retries + 1):
+            try:
+                return ray.get(future)
+            except (RayActorError, ActorDiedError, ActorUnavailableError) as e:
+                if attempt == self.max_retries:
+                    raise RuntimeError(f"rollout worker {i} failed {attempt + 1} times in {method}; "
+                                       f"last error: {e}") from e
+                log.warning("rollout worker %d died during %s (%s); waiting for its restart and retrying", i, method, e)
+                self._revive(i)
+                future = getattr(self.workers[i], method).remote(*args)
+
+    def _revive(self, i: int, timeout_s: float = 600) -> None:
+        """Wait until Ray has restarted worker i, then give it the current weights."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                ray.get(self.workers[i].ready.remote(), timeout=60)
+                break
+            except (RayActorError, ray.exceptions.GetTimeoutError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"rollout worker {i} did not come back within {timeout_s:.0f}s") from None
+                time.sleep(2)
+        self.restarts += 1
+        if self.weights is not None:
+            ray.get(self.workers[i].update_weights.remote(*self.weights))
+
+    def push(self, version: int, tensors: dict, lora_config: dict) -> float:
+        """Send the weights to every worker: one object-store copy that every worker reads (Ray resolves the
+        ObjectRef argument on the worker's node); returns seconds."""
+        import ray
+
+        start = time.perf_counter()
+        self.version = version
+        self.weights = (version, ray.put(tensors), lora_config)
+        futures = [w.update_weights.remote(*self.weights) for w in self.workers]
+        for i, future in enumerate(futures):
+            self._get(i, future, "update_weights", *self.weights)
+        return time.perf_counter() - start
+
+    def _shares(self, examples: list[dict]) -> list[tuple[int, list[dict]]]:
+        """(worker index, its examples): round-robin over the workers, empty shares left out."""
+        shares = [(i, examples[i::len(self.workers)]) for i in range(len(self.workers))]
+        return [(i, share) for i, share in shares if share]
+
+    def submit(self, examples: list[dict]) -> list:
+        """Split examples over the workers; returns [(worker index, examples, future)]."""
+        return [(i, share, self.workers[i].rollout.remote(share, self.cfg.n)) for i, share in self._shares(examples)]
+
+    def collect(self, submitted: list) -> list:
+        """Wait for the shares (retrying a dead worker's share) and check each came back whole."""
+        groups = []
+        for i, share, future in submitted:
+            result = self._get(i, future, "rollout", share, self.cfg.n)
+            got = [g.meta["id"] for g in result or []]
+            if got != [ex["id"] for ex in share]:
+                raise RuntimeError(f"rollout worker {i} returned {len(got)} groups for {len(share)} conversations"
+                                   + (" (no samples)" if not got else f": ids {got[:5]}"))
+            empty = [g.meta["id"] for g in result if not g.completion_ids]
+            if empty:
+                raise RuntimeError(f"rollout worker {i} returned no samples for conversations {empty[:5]}")
+            groups.extend(result)
+        return groups
+
+    def probe(self, prompt_ids: list[int], completion_ids: list[int]) -> list[float]:
+        return self._get(0, self.workers[0].probe.remote(prompt_ids, completion_ids), "probe", prompt_ids,
+                         completion_ids)
+
+    def greedy_texts(self, examples: list[dict]) -> list[str]:
+        futures = [(i, share, self.workers[i].greedy.remote(share)) for i, share in self._shares(examples)]
+        texts: dict[str, str] = {}
+        for i, share, future in futures:
+            texts.update({ex["id"]: t for ex, t in zip(share, self._get(i, future, "greedy", share))})
+        return [texts[ex["id"]] for ex in examples]
+
+    def shutdown(self) -> None:
+        import ray
+
+        for w in self.workers:
+            ray.kill(w, no_restart=True)

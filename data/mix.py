@@ -7,6 +7,7 @@ unique across them.
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 from data.schema import Example, read_examples
@@ -40,3 +41,17 @@ def read_mix(spec: str | os.PathLike) -> list[tuple[Path, list[Example]]]:
 
 def read_mix_examples(spec: str | os.PathLike) -> list[Example]:
     return [ex for _, rows in read_mix(spec) for ex in rows]
+
+
+def step_batch(n_examples: int, step: int, per_step: int, seed: int) -> list[int]:
+    """Indices of the conversations for `step`: consecutive slices of seeded per-epoch permutations, so a resumed
+    run continues exactly where the checkpoint left off."""
+    out, pos = [], step * per_step
+    while len(out) < per_step:
+        epoch, offset = divmod(pos, n_examples)
+        order = list(range(n_examples))
+        random.Random(seed * 7919 + epoch).shuffle(order)
+        take = min(per_step - len(out), n_examples - offset)
+        out.extend(order[offset:offset + take])
+        pos += take
+    return out

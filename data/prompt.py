@@ -45,3 +45,10 @@ def render_prompt(tokenizer, conversation: list[dict[str, str]]) -> str:
 def completion_text(tokenizer, labels) -> str:
     """The SFT target: the canonical answer followed by the end-of-turn token the chat template expects."""
     return format_answer(labels) + (tokenizer.eos_token or "")
+
+
+def example_token_ids(tokenizer, example) -> tuple[list[int], list[int]]:
+    """(prompt ids, answer ids) of a labelled example: the SFT training pair, and the RL loop's probe sequence."""
+    prompt = tokenizer(render_prompt(tokenizer, example.conversation), add_special_tokens=False)["input_ids"]
+    answer = tokenizer(completion_text(tokenizer, example.categories), add_special_tokens=False)["input_ids"]
+    return list(prompt), list(answer)

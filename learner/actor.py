@@ -16,9 +16,11 @@ import shutil
 import time
 from pathlib import Path
 
-from data.atomic import replace_dir, write_json_atomic
 from learner.config import LearnerConfig
+from memroute.core.checkpoint import ADAPTER, CheckpointError, commit, verify_checkpoint, write_manifest
 from memroute.core.exchange import Group
+
+OPTIMIZER_STATE = "optim.pt"  # optimizer and scheduler state, beside the adapter in a learner checkpoint
 
 
 def _stack(rows, width: int):
@@ -183,21 +185,27 @@ class Learner:
 
         return self.version, lora_state(self.policy)
 
+    def adapter_config(self) -> dict:
+        """The policy's peft adapter config (`adapter_config.json`), which the engines load with the tensors."""
+        from memroute.core.adapter import peft_adapter_config
+
+        return peft_adapter_config(self.policy.peft_config["default"])
+
     def save_checkpoint(self, path: str, extra: dict | None = None) -> str:
-        """Adapter + optimizer + scheduler + counters (+ the caller's `extra` fields, e.g. the RL loop's own step,
-        which differs from the update count when a step had nothing to learn from), written to a temp dir and
-        renamed into place."""
+        """Adapter + optimizer + scheduler, and the counters (+ the caller's `extra` fields, e.g. the RL loop's own
+        step, which differs from the update count when a step had nothing to learn from) in the manifest's
+        `state`: memroute.core.checkpoint's format, written to a temp dir and renamed into place."""
         import torch
 
         target = Path(path)
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        self.policy.save_pretrained(tmp / "adapter", selected_adapters=["default"])
+        self.policy.save_pretrained(tmp / ADAPTER, selected_adapters=["default"])
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
-                   tmp / "optim.pt")
-        write_json_atomic(tmp / "state.json", {**(extra or {}), "version": self.version, "step": self.step})
-        replace_dir(tmp, target)
+                   tmp / OPTIMIZER_STATE)
+        write_manifest(tmp, {"format": 1, "state": {**(extra or {}), "version": self.version, "step": self.step}})
+        commit(tmp, target)
         return str(target)
 
     def export_adapter(self, path: str) -> str:
@@ -206,29 +214,26 @@ class Learner:
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         self.policy.save_pretrained(tmp, selected_adapters=["default"])
-        replace_dir(tmp, target)
+        commit(tmp, target)
         return str(target)
 
     def load_checkpoint(self, path: str) -> dict:
-        import json
-
+        """Restore a `save_checkpoint` folder (verified against its manifest first); returns its `state`."""
         import torch
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
         root = Path(path)
-        needed = [root / "adapter" / "adapter_model.safetensors", root / "optim.pt", root / "state.json"]
-        missing = [str(p) for p in needed if not p.exists()]
-        if missing:
-            raise FileNotFoundError(f"learner checkpoint {root} is incomplete or missing: no {', '.join(missing)}")
+        weights = f"{ADAPTER}/adapter_model.safetensors"
+        state = verify_checkpoint(root, required=(weights, OPTIMIZER_STATE))["state"]
         try:
-            set_peft_model_state_dict(self.policy, load_file(str(needed[0])))
-            opt = torch.load(needed[1], weights_only=True)
+            set_peft_model_state_dict(self.policy, load_file(str(root / weights)))
+            opt = torch.load(root / OPTIMIZER_STATE, weights_only=True)
             self.optimizer.load_state_dict(opt["optimizer"])
             self.scheduler.load_state_dict(opt["scheduler"])
-            state = json.loads(needed[2].read_text())
-        except Exception as e:  # a truncated or foreign file: name it instead of a bare unpickling error
-            raise ValueError(f"learner checkpoint {root} is corrupt: {type(e).__name__}: {e}") from None
+        except Exception as e:  # a foreign file with a matching hash: name it instead of a bare unpickling error
+            raise CheckpointError(f"learner checkpoint {root} does not fit this learner: "
+                                  f"{type(e).__name__}: {e}") from None
         self.version, self.step = state["version"], state["step"]
         return state
 
@@ -288,6 +293,11 @@ class LearnerGroup:
         import ray
 
         return ray.get(self.actors[0].get_weights.remote())
+
+    def adapter_config(self) -> dict:
+        import ray
+
+        return ray.get(self.actors[0].adapter_config.remote())
 
     def save_checkpoint(self, path: str, extra: dict | None = None) -> str:
         import ray

@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import random
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actors.rollout import RolloutConfig
+from actors.rollout import RolloutConfig, Rollouts
 from data.atomic import write_json_atomic, write_text_atomic
 from data.embedded import TEST_PATH, TRAIN_PATH
+from data.mix import step_batch
 from learner.config import LearnerConfig
+from memroute.core.checkpoint import RL_CHECKPOINT
 from memroute.core.errors import InputError, MemrouteError, run_command
+from memroute.core.exchange import summarize
 
 log = logging.getLogger(__name__)
 
@@ -85,137 +87,6 @@ class UpdateRefused(MemrouteError, RuntimeError):
     """The learner refused a step (NaN/inf loss or gradient); its weights are unchanged and nothing was pushed."""
 
 
-def step_batch(n_examples: int, step: int, per_step: int, seed: int) -> list[int]:
-    """Indices of the conversations for `step`: consecutive slices of seeded per-epoch permutations, so a resumed
-    run continues exactly where the checkpoint left off."""
-    out, pos = [], step * per_step
-    while len(out) < per_step:
-        epoch, offset = divmod(pos, n_examples)
-        order = list(range(n_examples))
-        random.Random(seed * 7919 + epoch).shuffle(order)
-        take = min(per_step - len(out), n_examples - offset)
-        out.extend(order[offset:offset + take])
-        pos += take
-    return out
-
-
-class Rollouts:
-    """The rollout workers, with weight pushes and restart handling.
-
-    Any call to a worker whose process died (a rollout, a push, a probe) waits for Ray to restart it, gives it
-    the current weights again (a restarted worker is back on the base weights at version 0) and repeats the call,
-    up to `max_retries` times. Results come only from calls that returned, so nothing is lost or duplicated."""
-
-    def __init__(self, cfg: RolloutConfig, max_retries: int = 3, name: str | None = None, placement_group=None,
-                 first_bundle: int = 0):
-        import ray
-
-        from actors.rollout import make_rollout_workers
-
-        self.cfg, self.max_retries = cfg, max_retries
-        self.workers = make_rollout_workers(cfg, name, placement_group, first_bundle)
-        ray.get([w.ready.remote() for w in self.workers])
-        self.weights: tuple | None = None  # (version, ObjectRef of the tensors, lora_config)
-        self.version = 0
-        self.restarts = 0  # worker restarts seen by this driver
-
-    def _get(self, i: int, future, method: str, *args):
-        """ray.get(future) of worker i's `method(*args)`; after a worker death, revive it and call again."""
-        import ray
-        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
-
-        for attempt in range(self.max_retries + 1):
-            try:
-                return ray.get(future)
-            except (RayActorError, ActorDiedError, ActorUnavailableError) as e:
-                if attempt == self.max_retries:
-                    raise RuntimeError(f"rollout worker {i} failed {attempt + 1} times in {method}; last error: {e}") from e
-                log.warning("rollout worker %d died during %s (%s); waiting for its restart and retrying", i, method, e)
-                self._revive(i)
-                future = getattr(self.workers[i], method).remote(*args)
-
-    def _revive(self, i: int, timeout_s: float = 600) -> None:
-        """Wait until Ray has restarted worker i, then give it the current weights."""
-        import ray
-        from ray.exceptions import RayActorError
-
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                ray.get(self.workers[i].ready.remote(), timeout=60)
-                break
-            except (RayActorError, ray.exceptions.GetTimeoutError):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"rollout worker {i} did not come back within {timeout_s:.0f}s") from None
-                time.sleep(2)
-        self.restarts += 1
-        if self.weights is not None:
-            ray.get(self.workers[i].update_weights.remote(*self.weights))
-
-    def push(self, version: int, tensors: dict, lora_config: dict) -> float:
-        """Send the weights to every worker: one object-store copy that every worker reads (Ray resolves the
-        ObjectRef argument on the worker's node); returns seconds."""
-        import ray
-
-        start = time.perf_counter()
-        self.version = version
-        self.weights = (version, ray.put(tensors), lora_config)
-        futures = [w.update_weights.remote(*self.weights) for w in self.workers]
-        for i, future in enumerate(futures):
-            self._get(i, future, "update_weights", *self.weights)
-        return time.perf_counter() - start
-
-    def _shares(self, examples: list[dict]) -> list[tuple[int, list[dict]]]:
-        """(worker index, its examples): round-robin over the workers, empty shares left out."""
-        shares = [(i, examples[i::len(self.workers)]) for i in range(len(self.workers))]
-        return [(i, share) for i, share in shares if share]
-
-    def submit(self, examples: list[dict]) -> list:
-        """Split examples over the workers; returns [(worker index, examples, future)]."""
-        return [(i, share, self.workers[i].rollout.remote(share, self.cfg.n)) for i, share in self._shares(examples)]
-
-    def collect(self, submitted: list) -> list:
-        """Wait for the shares (retrying a dead worker's share) and check each came back whole."""
-        groups = []
-        for i, share, future in submitted:
-            result = self._get(i, future, "rollout", share, self.cfg.n)
-            got = [g.meta["id"] for g in result or []]
-            if got != [ex["id"] for ex in share]:
-                raise RuntimeError(f"rollout worker {i} returned {len(got)} groups for {len(share)} conversations"
-                                   + (" (no samples)" if not got else f": ids {got[:5]}"))
-            empty = [g.meta["id"] for g in result if not g.completion_ids]
-            if empty:
-                raise RuntimeError(f"rollout worker {i} returned no samples for conversations {empty[:5]}")
-            groups.extend(result)
-        return groups
-
-    def probe(self, prompt_ids: list[int], completion_ids: list[int]) -> list[float]:
-        return self._get(0, self.workers[0].probe.remote(prompt_ids, completion_ids), "probe", prompt_ids,
-                         completion_ids)
-
-    def greedy_texts(self, examples: list[dict]) -> list[str]:
-        futures = [(i, share, self.workers[i].greedy.remote(share)) for i, share in self._shares(examples)]
-        texts: dict[str, str] = {}
-        for i, share, future in futures:
-            texts.update({ex["id"]: t for ex, t in zip(share, self._get(i, future, "greedy", share))})
-        return [texts[ex["id"]] for ex in examples]
-
-    def shutdown(self) -> None:
-        import ray
-
-        for w in self.workers:
-            ray.kill(w, no_restart=True)
-
-
-def probe_sequence(tokenizer, example) -> tuple[list[int], list[int]]:
-    """A fixed prompt and its gold answer, scored by learner and engine after every push."""
-    from data.prompt import completion_text, render_prompt
-
-    prompt = tokenizer(render_prompt(tokenizer, example.conversation), add_special_tokens=False).input_ids
-    completion = tokenizer(completion_text(tokenizer, example.categories), add_special_tokens=False).input_ids
-    return prompt, completion
-
-
 def verify_push(rollouts: Rollouts, learner, probe, tolerance: float, version: int) -> float:
     """Max |engine - learner| logprob on the probe; raises WeightSyncError past `tolerance`."""
     engine_lp = rollouts.probe(*probe)
@@ -238,20 +109,6 @@ def evaluate(rollouts: Rollouts, examples, limit: int | None) -> dict:
     return compute_metrics(align(preds, examples), n_boot=200)
 
 
-def summarize(groups: list) -> dict:
-    comps = [c for g in groups for c in g.meta["reward_components"]]
-    n = max(len(comps), 1)
-    return {
-        "reward": sum(c["total"] for c in comps) / n,
-        "f1": sum(c["f1"] for c in comps) / n,
-        "temporal": sum(c["temporal"] for c in comps) / n,
-        "parity": sum(c["parity"] for c in comps) / n,
-        "efficiency": sum(c["efficiency"] for c in comps) / n,
-        "parse_failure_rate": sum(not c["parsed"] for c in comps) / n,
-        "samples": len(comps),
-    }
-
-
 def train_rl(cfg: RLConfig) -> dict:
     import ray
 
@@ -267,7 +124,7 @@ def train_rl(cfg: RLConfig) -> dict:
         ray.init()
     run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    ckpt = run / "checkpoint"
+    ckpt = run / RL_CHECKPOINT
     write_text_atomic(run / "config.yaml", dump_config(cfg))
 
     # one placement group for the whole run: all of its resources or none (learner bundles first, then rollouts)
@@ -277,7 +134,7 @@ def train_rl(cfg: RLConfig) -> dict:
     try:
         learner = LearnerGroup(cfg.learner, pg, first_bundle=0)
         # the loop's step, not the learner's update count: a step whose groups were all dropped made no update
-        start_step = learner.load_checkpoint(str(ckpt))["rl_step"] if (ckpt / "state.json").exists() else 0
+        start_step = learner.load_checkpoint(str(ckpt))["rl_step"] if ckpt.exists() else 0
         rollouts = Rollouts(cfg.rollout, cfg.max_retries, name=f"rl-{run.name}-rollout", placement_group=pg,
                             first_bundle=cfg.learner.num_learners)
         result = _loop(cfg, run, ckpt, start_step, train, held_out, learner, rollouts)
@@ -291,15 +148,15 @@ def train_rl(cfg: RLConfig) -> dict:
 
 
 def _loop(cfg: RLConfig, run: Path, ckpt: Path, start_step: int, train, held_out, learner, rollouts) -> dict:
+    from data.prompt import example_token_ids
     from learner.losses import NonFiniteLossError
     from memroute.core.models import load_tokenizer, resolve_model
     from learner.tracking import RunTracker
 
     tokenizer = load_tokenizer(resolve_model(cfg.learner.model.name))
-    probe = probe_sequence(tokenizer, train[0])
+    probe = example_token_ids(tokenizer, train[0])  # scored by learner and engine after every push
     version, tensors = learner.get_weights()
-    lora_config = {"r": cfg.learner.lora.rank, "lora_alpha": cfg.learner.lora.alpha,
-                   "target_modules": list(cfg.learner.lora.target_modules)}
+    lora_config = learner.adapter_config()  # the policy's own peft config, as the engines load it
     rollouts.push(version, tensors, lora_config)
     verify_push(rollouts, learner, probe, cfg.probe_tolerance, version)
 
@@ -313,8 +170,9 @@ def _loop(cfg: RLConfig, run: Path, ckpt: Path, start_step: int, train, held_out
             t0 = time.perf_counter()
             groups = rollouts.collect(pending)
             rollout_s = time.perf_counter() - t0
-            # off_policy: the next step samples with the current weights while the learner updates
-            pending = rollouts.submit(batch_of(step + 1)) if cfg.mode == "off_policy" and step + 1 < cfg.steps else None
+            more = step + 1 < cfg.steps
+            if cfg.mode == "off_policy" and more:  # submit point 1: sample the next step while the learner updates
+                pending = rollouts.submit(batch_of(step + 1))
             stats = summarize(groups)
             fresh = [g for g in groups if rollouts.version - g.policy_version <= cfg.max_staleness]
             kept = [g for g in fresh if len(set(g.meta["rewards"])) > 1]
@@ -336,7 +194,7 @@ def _loop(cfg: RLConfig, run: Path, ckpt: Path, start_step: int, train, held_out
                 row["logprob_gap"] = verify_push(rollouts, learner, probe, cfg.probe_tolerance, version)
             row["version"] = rollouts.version
             row["worker_restarts"] = rollouts.restarts
-            if pending is None and step + 1 < cfg.steps:
+            if cfg.mode == "sync" and more:  # submit point 2: sample the next step with the weights just pushed
                 pending = rollouts.submit(batch_of(step + 1))
             if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
                 row["eval_mean_f1"] = evaluate(rollouts, held_out, cfg.eval_limit)["mean_f1"]

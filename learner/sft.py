@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import math
 import os
@@ -65,13 +64,13 @@ from learner.sft_data import (
     worker_micro_batches,
 )
 from learner.tracking import RunTracker, read_metrics  # noqa: F401 - read_metrics: re-exported for callers
-from memroute.core.checkpoint import RAY_RUN_NAME, CheckpointError, ray_latest_checkpoint, sha256_file
+from memroute.core.checkpoint import ADAPTER, RAY_RUN_NAME, CheckpointError, ray_latest_checkpoint, write_manifest
+from memroute.core.checkpoint import verify_checkpoint as verify_sealed
 from memroute.core.config import ConfigError, dump_config
 from memroute.core.errors import run_command
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_MANIFEST = "memroute_checkpoint.json"
 CHECKPOINT_FORMAT = 1
 TRAINER_STATE = "trainer_state.pt"
 HF_SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}  # config name -> HF name
@@ -125,51 +124,24 @@ def total_steps(cfg: SFTConfig, n_examples: int) -> int:
 # --- checkpoints ----------------------------------------------------------------------------------------------
 
 
-def _files(folder: Path) -> list[str]:
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                  if p.is_file() and p.name != CHECKPOINT_MANIFEST)
-
-
 def write_checkpoint(folder: Path, policy, optimizer, scheduler, state: dict, cfg: SFTConfig) -> None:
     """Write a complete checkpoint into `folder` (a fresh temp dir); the manifest comes last."""
     import torch
 
     folder.mkdir(parents=True, exist_ok=True)
-    policy.save_pretrained(str(folder / "adapter"))
+    policy.save_pretrained(str(folder / ADAPTER))
     torch.save({**state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
                folder / TRAINER_STATE)
     (folder / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
-    manifest = {
-        "format": CHECKPOINT_FORMAT,
-        **{k: state[k] for k in ("global_step", "epoch", "step_in_epoch", "plan_fingerprint", "total_steps")},
-        "files": {rel: sha256_file(folder / rel) for rel in _files(folder)},
-    }
-    (folder / CHECKPOINT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_manifest(folder, {"format": CHECKPOINT_FORMAT, **{k: state[k] for k in (
+        "global_step", "epoch", "step_in_epoch", "plan_fingerprint", "total_steps")}})
 
 
 def verify_checkpoint(folder: str | os.PathLike) -> dict:
-    """The checkpoint's manifest, after checking every file against it; `CheckpointError` naming the problem."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CheckpointError(f"checkpoint {folder} does not exist (or is not a folder)")
-    try:
-        manifest = json.loads((folder / CHECKPOINT_MANIFEST).read_text(encoding="utf-8"))
-        files = manifest["files"]
-        manifest["global_step"]
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {folder} is incomplete or not a memroute SFT checkpoint: "
-                              f"no {CHECKPOINT_MANIFEST}") from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"checkpoint {folder} is corrupt: unreadable {CHECKPOINT_MANIFEST} ({e})") from None
-    for rel in (TRAINER_STATE, "adapter/adapter_config.json"):
-        if rel not in files:
-            raise CheckpointError(f"checkpoint {folder} is corrupt: its manifest does not list {rel}")
-    for rel, digest in files.items():
-        p = folder / rel
-        if not p.is_file():
-            raise CheckpointError(f"checkpoint {folder} is corrupt: {rel} is missing")
-        if sha256_file(p) != digest:
-            raise CheckpointError(f"checkpoint {folder} is corrupt: {rel} does not match its sha256")
+    """An SFT checkpoint's manifest, after checking every file against it; `CheckpointError` naming the problem."""
+    manifest = verify_sealed(folder, required=(TRAINER_STATE, f"{ADAPTER}/adapter_config.json"))
+    if "global_step" not in manifest:
+        raise CheckpointError(f"checkpoint {folder} is not a memroute SFT checkpoint: its manifest has no global_step")
     return manifest
 
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from data.prompt import completion_text, render_prompt
 from data.mix import MixError, read_mix
+from data.prompt import example_token_ids
 from memroute.core.errors import InputError
 
 IGNORE_INDEX = -100
@@ -55,8 +55,7 @@ class TokenizedExample:
 
 
 def tokenize_example(tokenizer, example) -> TokenizedExample:
-    prompt = tokenizer(render_prompt(tokenizer, example.conversation), add_special_tokens=False)["input_ids"]
-    answer = tokenizer(completion_text(tokenizer, example.categories), add_special_tokens=False)["input_ids"]
+    prompt, answer = example_token_ids(tokenizer, example)
     return TokenizedExample(example.id, tuple(prompt) + tuple(answer), len(prompt))
 
 

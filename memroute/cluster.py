@@ -39,25 +39,15 @@ from pathlib import Path
 import yaml
 
 from data.atomic import write_json_atomic
+from memroute.core.config import preset_overrides, shipped_configs_dir
 from memroute.core.errors import MemrouteError, run_command
 from memroute.core.ray_auth import default_token_path, private_if_created
 
 REPO = Path(__file__).resolve().parents[1]
-RUNTIME_ENV = REPO / "configs" / "runtime_env.yaml"
+RUNTIME_ENV = shipped_configs_dir() / "runtime_env.yaml"
 # Unix socket paths (<temp_dir>/session_<date>_<pid>/sockets/plasma_store) must stay under 108 bytes
 MAX_TEMP_DIR_LEN = 44
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-
-# The tiny random model (`memroute model tiny`): the same pipeline in a couple of minutes, for smoke tests. Its
-# answers never parse, so RL uses the toy reward (share of low token ids), which gives every group a signal.
-TINY_SFT = ["model.name=tiny", "lora.rank=8", "lora.alpha=16", "optim.lr=5e-3", "batch_size=4", "max_seq_len=1024"]
-TINY_RL = ["learner.model.name=tiny", "learner.model.dtype=float32", "learner.lora.rank=8", "learner.lora.alpha=16",
-           "learner.optim.lr=0.05", "rollout.engine.model=tiny", "rollout.engine.max_model_len=1024",
-           "rollout.engine.kv_cache_gib=1", "rollout.n=4", "rollout.max_tokens=6", "rollout.reward=toy_low_ids",
-           "prompts_per_step=2", "eval_limit=4"]
-TINY_SERVE = ["engine.model=tiny", "engine.kv_cache_gib=1", "engine.max_model_len=1024", "engine.max_num_seqs=16",
-              "max_conversation_tokens=512", "max_tokens=24", "max_batch_size=16", "max_ongoing_requests=32"]
-
 
 class ClusterError(MemrouteError, RuntimeError):
     """The local cluster cannot start, or a job on it failed; the message says which and where its log is."""
@@ -294,10 +284,12 @@ def run_job(client, name: str, entrypoint: str, timeout_s: float) -> str:
 def training_entrypoints(cfg: ClusterConfig, run_root: Path, tiny: bool) -> dict[str, str]:
     """The shell entrypoints of the SFT and RL jobs (each ends with its plots) and of the Serve deployment."""
     sft, rl = run_root / "sft", run_root / "rl"
-    sft_args = [*cfg.sft_overrides, *(TINY_SFT if tiny else []), f"run_dir={sft}"]
-    rl_args = [*cfg.rl_overrides, *(TINY_RL if tiny else []), f"run_dir={rl}", f"learner.adapter={sft / 'adapter'}"]
+    # --tiny: the tiny random model's presets (configs/tiny_*.yaml), after the configured overrides as before
+    preset = lambda name: preset_overrides(name) if tiny else []  # noqa: E731
+    sft_args = [*cfg.sft_overrides, *preset("tiny_sft"), f"run_dir={sft}"]
+    rl_args = [*cfg.rl_overrides, *preset("tiny_rl"), f"run_dir={rl}", f"learner.adapter={sft / 'adapter'}"]
     serve_args = ["--detach", "--checkpoint", str(rl), "--port", str(cfg.ports.serve),
-                  *(TINY_SERVE if tiny else []), *cfg.serve_overrides]
+                  *preset("tiny_serve"), *cfg.serve_overrides]
     plot = lambda run: shlex.join(["python", "-m", "memroute.plot", str(run)])  # noqa: E731
     return {
         "sft": shlex.join(["python", "-m", "learner.sft", "--config", cfg.sft_config, *sft_args]) + " && " + plot(sft),

@@ -28,14 +28,8 @@ from data.atomic import write_text_atomic
 from data.embedded import SHORT_TRAIN_PATH, TEST_PATH, TRAIN_PATH
 from memroute.core.errors import run_command
 
-REPO = Path(__file__).resolve().parents[1]
-# What keeps the whole quickstart under 30 minutes on a 2-core CPU: LoRA in the last 4 decoder layers trained from
-# the frozen-trunk cache (the trunk runs once per example, each epoch only the top 4 layers; the recipe's settings
-# for the default model, other models keep configs/cpu_sft.yaml), several epochs over the embedded train split and
-# its short conversations, and a 4-step RL run; --sft / --rl add to these
-QUICK_SFT = ["lora.top_layers=4", "trunk.cache=true", "optim.lr=1e-3", "optim.warmup_steps=10", "epochs=5",
-             f"train_data={TRAIN_PATH},{SHORT_TRAIN_PATH}"]
-QUICK_RL = ["steps=4"]
+# the quickstart's own settings: configs/quickstart_sft.yaml (default model only) and configs/quickstart_rl.yaml
+SFT_PRESET, RL_PRESET = "quickstart_sft.yaml", "quickstart_rl.yaml"
 SHIPPED = "shipped router"
 
 
@@ -49,11 +43,11 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N test conversations "
                    "(default: all)")
     p.add_argument("--sft", nargs="*", default=[], metavar="KEY=VALUE",
-                   help=f"overrides of configs/cpu_sft.yaml, after the quickstart's own for the default model "
-                        f"({' '.join(QUICK_SFT)}; default: none more)")
+                   help="overrides of configs/cpu_sft.yaml, after the quickstart's own (configs/quickstart_sft.yaml "
+                        "for the default model; default: none more)")
     p.add_argument("--rl", nargs="*", default=[], metavar="KEY=VALUE",
-                   help=f"overrides of configs/cpu_rl.yaml, after the quickstart's own ({' '.join(QUICK_RL)}; "
-                        f"default: none more)")
+                   help="overrides of configs/cpu_rl.yaml, after the quickstart's own (configs/quickstart_rl.yaml; "
+                        "default: none more)")
     p.add_argument("--no-serve", action="store_true", help="stop after evaluation and plots")
     p.add_argument("--port", type=int, default=8000, help="the Serve endpoint's port (default: %(default)s)")
     p.add_argument("--print-config", action="store_true", help="print the SFT and the RL config the run would use "
@@ -78,15 +72,15 @@ def training_configs(args):
     from memroute.router import is_default_model
 
     out = Path(args.out)
-    sft_cfg = load_config(SFTConfig, REPO / "configs" / "cpu_sft.yaml",
+    default = is_default_model(args.model)
+    sft_cfg = load_config(SFTConfig, ["cpu_sft.yaml", *([SFT_PRESET] if default else [])],
                           [f"model.name={args.model}", f"run_dir={out / 'sft'}",
-                           *(QUICK_SFT if is_default_model(args.model) else []), *args.sft])
+                           *([f"train_data={TRAIN_PATH},{SHORT_TRAIN_PATH}"] if default else []), *args.sft])
     validate_sft_config(sft_cfg)
     sft_adapter = Path(sft_cfg.run_dir) / "adapter"
-    rl_cfg = load_config(RLConfig, REPO / "configs" / "cpu_rl.yaml",
+    rl_cfg = load_config(RLConfig, ["cpu_rl.yaml", RL_PRESET],
                          [f"learner.model.name={args.model}", f"rollout.engine.model={args.model}",
-                          f"learner.adapter={sft_adapter}", f"run_dir={out / 'rl'}", "eval_limit=8",
-                          *QUICK_RL, *args.rl])
+                          f"learner.adapter={sft_adapter}", f"run_dir={out / 'rl'}", *args.rl])
     return sft_cfg, rl_cfg
 
 

@@ -115,8 +115,9 @@ class ServeConfig:
 
 def resolve_checkpoint(path: str | os.PathLike | None, model: str | os.PathLike = "smollm2-135m") -> Path | None:
     """The adapter folder to serve: `path` itself if it is a peft adapter folder, else the newest adapter of a
-    run dir (`<run>/adapter/` written at the end of SFT, or the adapter of Ray Train's latest checkpoint
-    while it is still training). None / "none" serve the base model; "default" the shipped router for `model`."""
+    run dir (`<run>/adapter/` written at the end of a run, or its latest checkpoint's while it is still
+    training: memroute.core.checkpoint.find_adapter). None / "none" serve the base model; "default" the
+    shipped router for `model`."""
     from memroute.router import choose_adapter
 
     path = choose_adapter(None if path is None or str(path) == "" else path, model)
@@ -127,14 +128,10 @@ def resolve_checkpoint(path: str | os.PathLike | None, model: str | os.PathLike 
         return path
     if not path.exists():
         raise InputNotFoundError(f"checkpoint not found: {path}")
-    from memroute.core.checkpoint import ray_latest_checkpoint
+    from memroute.core.checkpoint import find_adapter
 
-    candidates = [path / "adapter"]
-    latest = ray_latest_checkpoint(path)
-    if latest is not None:
-        candidates.append(latest / "adapter")
-    found = [c for c in candidates if (c / "adapter_config.json").exists()]
-    if not found:
+    found = find_adapter(path)
+    if found is None:
         raise InputNotFoundError(f"checkpoint {path} is neither a LoRA adapter folder (adapter_config.json) nor a run "
-                                f"dir with one (looked for {', '.join(map(str, candidates))})")
-    return max(found, key=lambda c: (c / "adapter_config.json").stat().st_mtime)
+                                 f"dir with one (looked for {path / 'adapter'} and its latest checkpoint's adapter)")
+    return found

@@ -22,8 +22,6 @@ import yaml
 from learner.tracking import read_metrics
 from memroute.cluster import (
     RUNTIME_ENV,
-    TINY_RL,
-    TINY_SERVE,
     ClusterConfig,
     Ports,
     auth_env,
@@ -163,8 +161,8 @@ def scrape(cfg: ClusterConfig) -> str:
 
 
 def checkpoint_step(run: Path) -> int:
-    state = run / "checkpoint" / "state.json"
-    return json.loads(state.read_text())["step"] if state.exists() else 0
+    manifest = run / "checkpoint" / "memroute_checkpoint.json"
+    return json.loads(manifest.read_text())["state"]["step"] if manifest.exists() else 0
 
 
 @pytest.mark.slow
@@ -186,7 +184,7 @@ def test_local_cluster_jobs_stop_resume_metrics_and_serve(tmp_path_factory):
         client = job_client(cfg, 300)  # the dashboard (job API) answers; statuses come from the SDK
         run = base / "rl"
         steps = 40
-        rl = ["python", "-m", "learner.rl", *TINY_RL, f"run_dir={run}", f"steps={steps}", "checkpoint_every=1"]
+        rl = ["python", "-m", "learner.rl", "--config", "configs/tiny_rl.yaml", f"run_dir={run}", f"steps={steps}", "checkpoint_every=1"]
 
         # 1. submit, wait for a checkpoint and the custom gauges on the node's metrics export port, stop the job
         assert "rl-a" in submit(cfg, "rl-a", rl, "--no-wait").stdout
@@ -216,7 +214,7 @@ def test_local_cluster_jobs_stop_resume_metrics_and_serve(tmp_path_factory):
 
         # 3. serve the run's adapter (a job deploys the Serve app, which outlives it) and call it over HTTP
         serve = ["python", "-m", "serve.app", "--detach", "--checkpoint", str(run), "--port", str(cfg.ports.serve),
-                 *TINY_SERVE, "replica_cpus=0.5", "ingress_cpus=0.1"]
+                 "--config", "configs/tiny_serve.yaml", "replica_cpus=0.5", "ingress_cpus=0.1"]
         deployed = submit(cfg, "serve", serve)
         assert deployed.returncode == 0, deployed.stdout[-4000:] + deployed.stderr[-2000:]
         from serve.client import RouterClient

@@ -164,3 +164,29 @@ def test_gpu_path_agrees_on_the_model_and_the_configs():
             overrides = [w.split("=", 1)[0] for w in shlex.split(cmd) if "=" in w and not w.startswith("-")]
             assert set(overrides) <= {"train_data", "eval_data"}, f"{name}: {job}"
         assert "configs/cpu_rl.yaml" not in " ".join(jobs)
+
+
+def test_configs_layer_left_to_right_and_resolve_from_the_shipped_folder(tmp_path, monkeypatch):
+    from learner.rl import RLConfig
+    from memroute.core.config import preset_overrides, shipped_configs_dir
+
+    monkeypatch.chdir(tmp_path)  # no configs/ here: the names resolve to the shipped files
+    layered = load_config(RLConfig, "configs/cpu_rl.yaml,tiny_rl.yaml", ["prompts_per_step=3"])
+    base = load_config(RLConfig, "configs/cpu_rl.yaml")
+    assert layered.rollout.reward == "toy_low_ids" and layered.learner.model.name == "tiny"
+    assert layered.prompts_per_step == 3 and layered.steps == base.steps  # untouched keys keep the base's value
+    assert layered.learner.optim.betas == base.learner.optim.betas  # sections merge key by key, not replaced
+    # the preset as overrides is the same preset
+    assert load_config(RLConfig, "cpu_rl.yaml", preset_overrides("tiny_rl") + ["prompts_per_step=3"]) == layered
+    # a user's own file wins over a shipped one of the same name
+    mine = tmp_path / "configs"
+    mine.mkdir()
+    (mine / "cpu_rl.yaml").write_text("steps: 7\n")
+    assert load_config(RLConfig, "configs/cpu_rl.yaml").steps == 7
+    with pytest.raises(ConfigError, match=r"config file not found: other/cpu_rl\.yaml \(the shipped configs are: .*"
+                                          r"cpu_rl\.yaml"):
+        load_config(RLConfig, "other/cpu_rl.yaml")  # a path into another folder is never swapped for a shipped file
+    assert (shipped_configs_dir() / "tiny_rl.yaml").is_file()
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(RLConfig, tmp_path / "list.yaml")

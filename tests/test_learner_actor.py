@@ -7,6 +7,7 @@ import torch
 
 from learner.actor import Learner, LearnerGroup
 from learner.config import LearnerConfig, LoraConfig, LossConfig, ModelConfig, OptimConfig
+from memroute.core.checkpoint import CheckpointError
 from memroute.core.exchange import Group
 
 PROMPT = list(range(100, 160))
@@ -110,10 +111,10 @@ def test_checkpoint_round_trip_and_bad_checkpoints(tmp_path):
     learner.update([g])
     fresh.update([g])
     assert flat(fresh.logprobs(PROMPT, [GOOD])) == pytest.approx(flat(learner.logprobs(PROMPT, [GOOD])), abs=1e-5)
-    with pytest.raises(FileNotFoundError, match="incomplete or missing"):
+    with pytest.raises(CheckpointError, match="nope does not exist"):
         fresh.load_checkpoint(str(tmp_path / "nope"))
     (tmp_path / "ckpt" / "optim.pt").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="corrupt"):
+    with pytest.raises(CheckpointError, match=r"ckpt is corrupt or incomplete: optim\.pt: sha256 differs"):
         fresh.load_checkpoint(path)
     assert not list(tmp_path.glob(".ckpt*")), "no temp dirs left"
 

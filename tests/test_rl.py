@@ -18,15 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from learner.rl import RLConfig, step_batch, train_rl
+from data.mix import step_batch
+from learner.rl import RLConfig, train_rl
 from learner.tracking import read_metrics
-from memroute.core.config import ConfigError, load_config
+from memroute.core.config import ConfigError, load_config, preset_overrides
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["learner.model.name=tiny", "learner.model.dtype=float32", "learner.lora.rank=8", "learner.lora.alpha=16",
-        "learner.optim.lr=0.05", "rollout.engine.model=tiny", "rollout.engine.max_model_len=1024",
-        "rollout.n=4", "rollout.max_tokens=6", "rollout.reward=toy_low_ids", "prompts_per_step=2",
-        "eval_limit=4"]  # toy reward: the random model never parses, so the routing reward would be -1 everywhere
+TINY = preset_overrides("tiny_rl")  # configs/tiny_rl.yaml: the tiny random model with the toy reward
 
 
 def test_step_batches_cover_each_epoch_once_and_are_reproducible():
@@ -83,7 +81,7 @@ def test_a_killed_driver_and_a_killed_rollout_worker_lose_and_repeat_nothing(ray
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-    assert json.loads((run / "checkpoint" / "state.json").read_text())["rl_step"] in (2, 3)
+    assert json.loads((run / "checkpoint" / "memroute_checkpoint.json").read_text())["state"]["rl_step"] in (2, 3)
 
     # 2. the same command again resumes from the checkpoint; meanwhile its rollout worker's process is SIGKILLed
     killed = {}
@@ -122,7 +120,7 @@ def test_a_killed_driver_and_a_killed_rollout_worker_lose_and_repeat_nothing(ray
     for key in ("reward", "f1", "parse_failure_rate", "loss", "kl", "mean_ratio", "grad_norm", "rollout_seconds",
                 "update_seconds", "tokens_per_s"):
         assert all(isinstance(r.get(key), (int, float)) for r in updated), key
-    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    state = json.loads((run / "checkpoint" / "memroute_checkpoint.json").read_text())["state"]
     assert state["rl_step"] == 8 and state["step"] == len(updated)  # loop steps vs learner updates
     assert (run / "adapter" / "adapter_config.json").exists() and out["eval"]["n"] == 4
     assert (run / "eval_metrics.json").exists() and list((run / "tb").iterdir())

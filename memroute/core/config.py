@@ -99,23 +99,84 @@ def _set_path(tree: dict, dotted: str, value) -> None:
     tree[parts[-1]] = value
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Defaults of `cls`, updated by the YAML file at `path`, then by `key.sub=value` overrides."""
+def shipped_configs_dir() -> Path:
+    """The configs shipped with memroute (`memroute/configs`, package data in a wheel; `configs/` in a checkout
+    links to it)."""
+    from importlib.resources import files
+
+    return Path(str(files("memroute") / "configs"))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """`path` if that file exists; else the shipped config of that name, so `configs/cpu_rl.yaml` (or just
+    `cpu_rl.yaml`) works from any directory once memroute is installed. A user's own file always wins."""
+    given = Path(path).expanduser()
+    if given.is_file():
+        return given
+    shipped = shipped_configs_dir() / given.name
+    if given.parent in (Path("."), Path("configs")) and shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(p.name for p in shipped_configs_dir().glob("*.yaml")))
+    raise ConfigError(f"config file not found: {path} (the shipped configs are: {names})")
+
+
+def _read_tree(path: Path) -> dict:
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of keys, got {type(tree).__name__}")
+    return tree
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def config_paths(spec: str | Path | Sequence[str | Path] | None) -> list[Path]:
+    """The files of a `--config` value: one path, or several joined with commas (a base config, then presets
+    such as configs/tiny_rl.yaml laid over it), each resolved with `resolve_config_path`."""
+    if spec is None:
+        return []
+    parts = [spec] if isinstance(spec, Path) else str(spec).split(",") if isinstance(spec, str) else list(spec)
+    return [resolve_config_path(p) for p in (str(q).strip() for q in parts) if p]
+
+
+def load_config(cls: type[T], path: str | Path | Sequence[str | Path] | None = None,
+                overrides: Sequence[str] = ()) -> T:
+    """Defaults of `cls`, updated by the YAML file(s) at `path` (comma-joined: each laid over the one before),
+    then by `key.sub=value` overrides."""
     tree: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            tree = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    for file in config_paths(path):
+        tree = _merge(tree, _read_tree(file))
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value (e.g. optim.lr=1e-4)")
         key, raw = item.split("=", 1)
         _set_path(tree, key.strip(), yaml.safe_load(raw))
     return _build(cls, tree, "")
+
+
+def preset_overrides(name: str) -> list[str]:
+    """A shipped preset (`configs/<name>.yaml`, e.g. tiny_rl) as `key.sub=value` overrides, for commands that lay
+    it over another config's overrides in order."""
+    out: list[str] = []
+
+    def walk(tree: dict, prefix: str) -> None:
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                raw = value if isinstance(value, str) and yaml.safe_load(value) == value else \
+                    yaml.safe_dump(value, default_flow_style=True, width=10**6).removesuffix("\n").removesuffix("\n...")
+                out.append(f"{prefix}{key}={raw}")
+
+    walk(_read_tree(resolve_config_path(f"{name}.yaml")), "")
+    return out
 
 
 def to_dict(cfg) -> dict:

@@ -89,3 +89,18 @@ def equal_reward_groups(rewards: Sequence[float] | Tensor, group_size: int, atol
     g = r.view(-1, group_size)
     spread = g.max(dim=1).values - g.min(dim=1).values
     return torch.nonzero(spread <= atol).flatten().tolist()
+
+
+def summarize(groups: list[Group]) -> dict:
+    """Mean reward and its components over every sample of `groups` (the RL loop's per-step row)."""
+    comps = [c for g in groups for c in g.meta["reward_components"]]
+    n = max(len(comps), 1)
+    return {
+        "reward": sum(c["total"] for c in comps) / n,
+        "f1": sum(c["f1"] for c in comps) / n,
+        "temporal": sum(c["temporal"] for c in comps) / n,
+        "parity": sum(c["parity"] for c in comps) / n,
+        "efficiency": sum(c["efficiency"] for c in comps) / n,
+        "parse_failure_rate": sum(not c["parsed"] for c in comps) / n,
+        "samples": len(comps),
+    }

