@@ -125,7 +125,11 @@ class TeacherClient:
     """`chat(messages, ...)` with retries and budget accounting, shared by all worker threads."""
 
     def __init__(self, cfg: TeacherConfig, budget: Budget | None = None, log=None):
-        import cohere
+        try:
+            import cohere
+        except ImportError:  # an extra since only the teacher needs it: pip install 'memroute[teacher]'
+            raise UsageError("the teacher needs the cohere SDK, which is not installed: pip install "
+                             "'memroute[teacher]' (or ./install.sh, whose lock includes it)") from None
 
         self.cfg = cfg
         self.budget = budget or Budget(cfg.request_budget, cfg.token_budget)
