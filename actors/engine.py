@@ -66,7 +66,7 @@ GiB = 1 << 30
 @dataclass
 class EngineConfig:
     model: str = "smollm2-135m"  # a known name (smollm2-135m, tiny), a local HF folder or a hub id
-    dtype: str = "auto"  # auto: float32 on CPU (no AVX512-BF16 here: fp32 is ~1.7x faster), bfloat16 on GPU
+    dtype: str = "auto"  # auto: float32 on CPU (without AVX512-BF16, bfloat16 matmuls are slower there), bfloat16 on GPU
     max_model_len: int = 2048
     kv_cache_gib: float = 1.0  # CPU only: the KV cache size (VLLM_CPU_KVCACHE_SPACE); GPUs use the fraction below
     gpu_memory_utilization: float = 0.85
@@ -79,7 +79,7 @@ class EngineConfig:
     weight_sync: str = "merged"  # merged | lora (see the module docstring; merged won bench/weight_push.py on CPU)
     seed: int = 0  # engine-wide sampling seed (never per request: a request seed kills the CPU engine)
     logprobs_mode: str = "raw_logprobs"  # vLLM logprobs_mode: raw_logprobs = the model's own distribution
-    # None = auto: eager on CPU (torch.compile there costs ~100 s of engine start for no measured sampling gain,
+    # None = auto: eager on CPU (torch.compile there lengthens every engine start for no measured sampling gain,
     # bench/weight_push.py), compiled + CUDA graphs on GPU
     enforce_eager: bool | None = None
 

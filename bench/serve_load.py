@@ -1,36 +1,34 @@
-"""Benchmark: the Serve endpoint under load, batched serving vs one-at-a-time HF generate, and hot reload.
+"""Benchmark: the serving targets of deadlines, backpressure and reloads, measured side by side in one run.
 
-    python -m bench.serve_load [--model smollm2-135m] [--seconds 15] [--clients 1,8,32] [--checkpoint RUN_OR_ADAPTER]
-                               [--no-serve-llm] [--out bench/results/serve_load.json]
+    python -m bench.serve_load [--model smollm2-135m] [--checkpoint default] [--seconds 20] [--reload-to X]
+                               [--out bench/results/serve_load.json]
 
-On a local Ray instance of its own (2 CPUs; never a running cluster), it deploys the app (serve.app.deploy, one
-model replica, API key on) and drives it over loopback HTTP with closed-loop clients (each sends one
-conversation from the embedded test split, waits for the answer, sends the next) for `--seconds` per phase:
+On a local Ray instance of its own (2 CPUs), in order:
 
-1. constrained answers (the default), `@serve.batch` up to 32: 1, 8 and 32 clients;
-2. at 32 clients, unconstrained answers (free text up to the answer cap, serve.model.answer_cap: 41 tokens for
-   SmolLM2, or --max-tokens; the same for HF and ray.serve.llm), batched, in two rounds
-   interleaved with two rounds of `actors.hf_engine.HFEngine` in this process, one request at a time, greedy,
-   the same prompts and max_new_tokens (the machine's load drifts; interleaving gives both the same). One
-   request at a time means 32 clients would wait on one generate loop, so HF's requests/s is that loop's rate
-   (measured without HTTP: the comparison favours HF). Then max_batch_size=1 (each request its own engine
-   call: what the engine does without `@serve.batch`). Both knobs change in place through the user_config;
-3. hot reload under load (8 clients): `serve.reload.publish` of `--checkpoint` (default: the newest adapter of
-   runs/sft-shared, copied first; a random LoRA when there is none), counting failed requests;
-4. ray.serve.llm (vLLM's AsyncLLM behind Serve, continuous batching) at 32 clients on /v1/completions, the same
-   rendered prompts and decoding (unless --no-serve-llm).
+1. **The engine alone** (`actors.engine.Engine` in this process, the served adapter merged in, the served
+   decoding: greedy, constrained to the label grammar, the answer cap): one batched `sample` over every prompt
+   (offline requests/s), then the same prompts one request at a time (single-request latency). Then it is shut
+   down, so the Serve phases have the machine to themselves.
+2. **Serve** (`serve.app.deploy`, one model replica, API key on, over loopback HTTP with closed-loop clients that
+   send the embedded test conversations on `/route`): 1 client (p50 against the engine's single-request latency)
+   and 32 clients (requests/s against the engine's offline throughput).
+3. **Overload**: the replica's queue made small in place (`max_ongoing_requests` / `max_queued_requests`, Serve's
+   own options) and a short deadline (`request_timeout_s`), then 64 clients that honour `Retry-After`: every
+   answer a 200 or a 503 within the deadline, none waiting past it; 504s and other statuses counted.
+4. **Reload under load**: back to the normal queue, 8 clients for a steady-state p95, then `serve.reload.publish`
+   of `--reload-to` (probe first) while they keep sending: failed requests and the longest wait of a request that
+   overlapped the reload, against 2x the steady p95.
 
-Prints a table and writes the JSON report atomically. Exits 1 on any failed request or a ratio under 4x.
+Latencies are client-side wall time of each HTTP request; percentiles over the 200s of a phase. Prints a table
+and the four targets, writes the JSON report atomically, and exits 1 if a target is missed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -39,325 +37,237 @@ import uuid
 from pathlib import Path
 
 DEFAULT_OUT = "bench/results/serve_load.json"
-DEFAULT_RUN = "runs/sft-shared"
-TARGET_RATIO = 4.0
+TARGETS = {"throughput_ratio": 0.8, "latency_ratio": 1.2, "reload_wait_ratio": 2.0}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.serve_load", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--seconds", type=float, default=15.0, help="per load phase")
-    p.add_argument("--clients", default="1,8,32")
-    p.add_argument("--checkpoint", default=None, help=f"adapter or run dir for the reload (default {DEFAULT_RUN})")
-    p.add_argument("--port", type=int, default=8472)
-    p.add_argument("--max-tokens", type=int, default=None, help="default: the served answer cap")
-    p.add_argument("--no-serve-llm", dest="serve_llm", action="store_false")
-    p.add_argument("--out", default=DEFAULT_OUT)
-    args = p.parse_args(argv)
-    args.clients = [int(c) for c in args.clients.split(",")]
-    return args
+    p.add_argument("--model", default="smollm2-135m", help="default: %(default)s")
+    p.add_argument("--checkpoint", default="default", help="the adapter served ('default': the shipped router; "
+                   "'none': the base model)")
+    p.add_argument("--reload-to", default=None, help="the adapter published during the reload phase (default: a "
+                   "copy of --checkpoint, published as a new version)")
+    p.add_argument("--seconds", type=float, default=20.0, help="per load phase (default: %(default)s)")
+    p.add_argument("--clients", type=int, default=32, help="the throughput phase (default: %(default)s)")
+    p.add_argument("--overload-clients", type=int, default=64, help="default: %(default)s")
+    p.add_argument("--overload-queue", type=int, default=4, help="max_queued_requests in the overload phase")
+    p.add_argument("--overload-deadline", type=float, default=10.0, help="request_timeout_s in the overload phase")
+    p.add_argument("--port", type=int, default=8473, help="default: %(default)s")
+    p.add_argument("--out", default=DEFAULT_OUT, help="default: %(default)s")
+    return p.parse_args(argv)
 
 
-def random_adapter(folder: str | os.PathLike, model: str, seed: int, std: float = 0.02, rank: int = 4) -> Path:
-    """A random LoRA on q_proj / k_proj / v_proj of `model`, as a peft folder (shapes from the model's
-    config.json). All three parts of vLLM's fused qkv_proj: on the tiny model, a q/v-only adapter pushed through
-    the merged weight sync gave NaN logprobs (answers spelled one character per token), which the reload probe
-    refuses."""
-    import torch
-
-    from memroute.core.adapter import peft_adapter_config, write_adapter
-    from memroute.core.models import resolve_model
-
-    arch = json.loads((Path(resolve_model(model)) / "config.json").read_text())
-    hidden = arch["hidden_size"]
-    head = arch.get("head_dim") or hidden // arch["num_attention_heads"]
-    out = {"q_proj": arch["num_attention_heads"] * head, "k_proj": arch["num_key_value_heads"] * head,
-           "v_proj": arch["num_key_value_heads"] * head}
-    gen = torch.Generator().manual_seed(seed)
-    tensors = {}
-    for layer in range(arch["num_hidden_layers"]):
-        for proj, dim in out.items():
-            prefix = f"base_model.model.model.layers.{layer}.self_attn.{proj}"
-            tensors[f"{prefix}.lora_A.weight"] = torch.randn(rank, hidden, generator=gen) * 0.1
-            tensors[f"{prefix}.lora_B.weight"] = torch.randn(dim, rank, generator=gen) * std
-    cfg = peft_adapter_config({"r": rank, "lora_alpha": 2 * rank, "target_modules": list(out)})
-    return write_adapter(folder, tensors, cfg)
+def pct(values: list[float], q: float):
+    values = sorted(values)
+    return round(1000 * values[min(len(values) - 1, int(q * len(values)))], 1) if values else None
 
 
-def closed_loop(send, items: list, clients: int, seconds: float, during=None) -> dict:
-    """`clients` threads calling `send(item) -> (ok, info)` back to back for `seconds` (and until `during()`, if
-    given, has returned). Returns requests/s, latency percentiles, errors and the infos of the answers."""
-    stop = threading.Event()
-    lock = threading.Lock()
-    lat, errors, infos = [], [], []
+def http_loop(url: str, key: str, convs: list, clients: int, seconds: float, during=None,
+              honour_retry_after: bool = True) -> dict:
+    """`clients` threads posting conversations to /route back to back for `seconds` (and until `during()`, if
+    given, has returned). A 503 is answered by waiting its Retry-After before the next request. Records each
+    request's (start, end, status)."""
+    import httpx
+
+    stop, lock, records = threading.Event(), threading.Lock(), []
 
     def run(offset: int):
-        i = offset
-        while not stop.is_set():
-            start = time.perf_counter()
-            try:
-                ok, info = send(items[i % len(items)])
-            except Exception as e:  # a transport error is a failed request here: no retries in the bench
-                ok, info = False, repr(e)
-            dt = time.perf_counter() - start
-            with lock:
-                (lat.append(dt), infos.append(info)) if ok else errors.append(str(info)[:300])
-            i += clients
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=600) as client:
+            i = offset
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    resp = client.post("/route", json={"conversation": convs[i % len(convs)]})
+                    status, retry = resp.status_code, resp.headers.get("retry-after")
+                except httpx.HTTPError as e:  # a transport error: counted as status 0
+                    status, retry = 0, None
+                    resp = e
+                t1 = time.perf_counter()
+                with lock:
+                    records.append((t0, t1, status))
+                if status == 503 and honour_retry_after and retry:
+                    stop.wait(float(retry))
+                i += clients
 
     threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(clients)]
-    t0 = time.perf_counter()
+    start = time.perf_counter()
     for t in threads:
         t.start()
     extra = during() if during else None
-    time.sleep(max(0.0, seconds - (time.perf_counter() - t0)))
+    time.sleep(max(0.0, seconds - (time.perf_counter() - start)))
     stop.set()
     for t in threads:
         t.join(timeout=600)
-    return {"clients": clients, "seconds": time.perf_counter() - t0, "lat": lat, "errors": errors, "infos": infos,
-            "during": extra}
+    return {"clients": clients, "start": start, "end": time.perf_counter(), "records": records, "during": extra}
 
 
-def merge(rounds: list[dict]) -> dict:
-    """Rounds of one phase (interleaved with another phase's, so both see the same machine load) as one."""
-    out = dict(rounds[0], rounds=len(rounds))
-    for key in ("lat", "errors", "infos"):
-        out[key] = [x for r in rounds for x in r[key]]
-    out["seconds"] = sum(r["seconds"] for r in rounds)
-    return out
+def phase_summary(res: dict) -> dict:
+    records = res["records"]
+    ok = [t1 - t0 for t0, t1, s in records if s == 200]
+    statuses: dict[str, int] = {}
+    for _, _, s in records:
+        statuses[str(s)] = statuses.get(str(s), 0) + 1
+    seconds = res["end"] - res["start"]
+    return {"clients": res["clients"], "seconds": round(seconds, 1), "requests": len(records), "ok": len(ok),
+            "statuses": statuses, "rps": round(len(ok) / seconds, 3), "p50_ms": pct(ok, 0.5), "p95_ms": pct(ok, 0.95),
+            "p99_ms": pct(ok, 0.99), "max_ms": round(1000 * max((t1 - t0 for t0, t1, _ in records), default=0), 1)}
 
 
-def route_sender(url: str, key: str):
-    import httpx
+def engine_phase(cfg, adapter: Path | None, convs: list) -> dict:
+    """The engine alone, decoding as a replica does: offline throughput and single-request latency."""
+    from vllm.sampling_params import StructuredOutputsParams
 
-    local = threading.local()
+    from actors.engine import Engine
+    from memroute.core.adapter import read_adapter
+    from serve.model import answer_cap, label_regex
 
-    def send(conv):
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=600)
-        resp = local.client.post("/route", json={"conversation": conv})
-        if resp.status_code != 200:
-            return False, f"{resp.status_code}: {resp.text[:200]}"
-        r = resp.json()["results"][0]
-        return True, {"version": r["version"], "parsed": r["parsed"], "tokens": r["completion_tokens"]}
-    return send
+    engine = Engine(cfg.engine)
+    try:
+        if adapter is not None:
+            engine.load_weights(0, *read_adapter(adapter))
+        cap = answer_cap(engine.tokenizer, cfg.answer_margin_tokens)
+        max_tokens = min(cap, cfg.max_tokens) if cfg.max_tokens else cap
+        sampling = {"structured_outputs": StructuredOutputsParams(regex=label_regex())}
+        prompts = engine.render(convs)
 
+        def sample(batch):
+            return engine.sample(batch, 1, temperature=0.0, max_tokens=max_tokens, **sampling)
 
-def summarize(res: dict) -> dict:
-    """Requests/s, latency percentiles, errors, and what the answers were (parsed share, tokens, versions)."""
-    res = dict(res)
-    lat, errors, infos = sorted(res.pop("lat")), res.pop("errors"), res.pop("infos")
-    pct = (lambda q: round(1000 * lat[min(len(lat) - 1, int(q * len(lat)))], 1)) if lat else (lambda q: None)
-    res.update(seconds=round(res["seconds"], 1), requests=len(lat), errors=len(errors), error_samples=errors[:3],
-               rps=round(len(lat) / res["seconds"], 3), p50_ms=pct(0.5), p99_ms=pct(0.99))
-    if infos and isinstance(infos[0], dict):
-        res["parsed_share"] = round(sum(i.get("parsed", False) for i in infos) / len(infos), 3)
-        res["mean_completion_tokens"] = round(statistics.mean(i.get("tokens", 0) for i in infos), 1)
-        versions: dict = {}
-        for i in infos:
-            versions[i.get("version")] = versions.get(i.get("version"), 0) + 1
-        res["answers_per_version"] = {str(k): v for k, v in sorted(versions.items(), key=lambda kv: str(kv[0]))}
-    return res
-
-
-def conversations() -> list:
-    from data.embedded import TEST_PATH
-    from data.schema import read_examples
-
-    return [ex.conversation for ex in read_examples(TEST_PATH)]
-
-
-def reload_checkpoint(args, tmp: Path) -> tuple[Path, str]:
-    """A private copy of the adapter to publish (a training run keeps deleting its old checkpoints)."""
-    from serve.config import resolve_checkpoint
-
-    source = args.checkpoint or (DEFAULT_RUN if Path(DEFAULT_RUN).exists() else None)
-    if source:
-        try:
-            folder = resolve_checkpoint(source)
-            return Path(shutil.copytree(folder, tmp / "adapter")), str(folder)
-        except FileNotFoundError:
-            if args.checkpoint:
-                raise
-    return random_adapter(tmp / "adapter", args.model, seed=1), "random LoRA (no SFT run found)"
-
-
-def serve_llm_phase(args, convs, clients: int) -> dict:
-    """ray.serve.llm on the same model: OpenAI /v1/completions, the same rendered prompts and decoding."""
-    import httpx
-    from ray import serve
-    from ray.serve.context import _get_global_client
-    from ray.serve.schema import ServeDeploySchema
-
-    from data.prompt import render_prompt
-    from memroute.core.models import load_tokenizer, resolve_model
-    from serve.app import wait_running
-    from serve.config import ServeConfig
-
-    path = str(resolve_model(args.model))
-    tok = load_tokenizer(path)
-    prompts = [tok(render_prompt(tok, c), add_special_tokens=False)["input_ids"] for c in convs]
-    llm_config = {  # a ray.serve.llm LLMConfig, as a Serve config's args hold it
-        "model_loading_config": {"model_id": "bench", "model_source": path},
-        "accelerator_config": {"kind": "cpu"}, "placement_group_config": {"bundles": [{"CPU": 1}]},
-        "engine_kwargs": {"max_model_len": 2048, "enforce_eager": True, "dtype": "float32", "max_num_seqs": 32,
-                          "enable_prefix_caching": True},
-        "runtime_env": {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
-                                     **ServeConfig().replica_env}},  # the same engine settings as ours
-        "deployment_config": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.25}}}
-    t0 = time.perf_counter()
-    # declaratively, like our app (Serve keeps one API per cluster tidy): import_path = Serve LLM's own builder
-    _get_global_client().deploy_apps(ServeDeploySchema(applications=[{
-        "name": "serve-llm", "route_prefix": "/llm", "import_path": "ray.serve.llm:build_openai_app",
-        "args": {"llm_configs": [llm_config],
-                 # its OpenAiIngress reserves 1 CPU by default: with the engine's bundle that is more than 2
-                 "ingress_deployment_config": {"ray_actor_options": {"num_cpus": 0.1}}}}]))
-    wait_running("serve-llm", 600)
-    start_s = time.perf_counter() - t0
-    local = threading.local()
-
-    def send(ids):
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(base_url=f"http://127.0.0.1:{args.port}/llm", timeout=600)
-        resp = local.client.post("/v1/completions", json={
-            "model": "bench", "prompt": ids, "max_tokens": args.max_tokens, "temperature": 0.0,
-            "stop_token_ids": [tok.eos_token_id]})
-        if resp.status_code != 200:
-            return False, f"{resp.status_code}: {resp.text[:200]}"
-        return True, {"tokens": resp.json()["usage"]["completion_tokens"]}
-
-    closed_loop(send, prompts[:4], 4, 3)  # warm-up
-    res = summarize(closed_loop(send, prompts, clients, args.seconds))
-    res["start_s"] = round(start_s, 1)
-    serve.delete("serve-llm")
-    return res
-
-
-def hf_sender(args, convs):
-    """One-request-at-a-time HF generate in this process: (send, prompts)."""
-    from actors.hf_engine import HFEngine
-    from data.prompt import render_prompt
-
-    engine = HFEngine(args.model, batch_size=1)
-    prompts = [render_prompt(engine.tokenizer, c) for c in convs]
-    engine.generate(prompts[:1], max_new_tokens=4)  # warm-up
-
-    def send(prompt):
-        [g] = engine.generate([prompt], max_new_tokens=args.max_tokens)
-        return True, {"tokens": g.n_completion_tokens}
-    return send, prompts
+        sample(prompts[:4])  # warm-up (grammar compiled, caches touched)
+        t0 = time.perf_counter()
+        sample(prompts)
+        offline_s = time.perf_counter() - t0
+        single = []
+        for p in prompts[:24]:
+            t = time.perf_counter()
+            sample([p])
+            single.append(time.perf_counter() - t)
+    finally:
+        engine.shutdown()
+    return {"prompts": len(prompts), "offline_seconds": round(offline_s, 2),
+            "offline_rps": round(len(prompts) / offline_s, 3), "single_requests": len(single),
+            "single_p50_ms": pct(single, 0.5), "single_p95_ms": pct(single, 0.95), "max_tokens": max_tokens}
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.max_tokens is None:
-        from memroute.core.models import load_tokenizer, resolve_model
-        from serve.model import answer_cap
-
-        args.max_tokens = answer_cap(load_tokenizer(resolve_model(args.model)))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import ray
     from ray import serve
 
     from actors.engine import EngineConfig
+    from bench.load import conversations
     from data.atomic import write_json_atomic
     from serve.app import deploy
-    from serve.config import ServeConfig
-    from serve.reload import publish, update
+    from serve.config import ServeConfig, resolve_checkpoint
+    from serve.reload import INGRESS_DEPLOYMENT, publish, update
 
     convs = conversations()
     tmp = Path(tempfile.mkdtemp(prefix="serve-load-"))
     key = uuid.uuid4().hex
     (tmp / "key").write_text(key)
-    adapter, adapter_source = reload_checkpoint(args, tmp)
+    served = resolve_checkpoint(args.checkpoint, args.model)
+    reload_to = resolve_checkpoint(args.reload_to, args.model) if args.reload_to else served
+    if reload_to is not None:  # a private copy: a training run may delete its checkpoints meanwhile
+        reload_to = Path(shutil.copytree(reload_to, tmp / "reload_adapter"))
     cfg = ServeConfig(engine=EngineConfig(model=args.model, kv_cache_gib=1, max_num_seqs=32), port=args.port,
-                      api_key_file=str(tmp / "key"), max_tokens=args.max_tokens, replica_cpus=1)
-    report: dict = {"model": args.model, "seconds_per_phase": args.seconds, "machine": {
-        "cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_start": os.getloadavg()}}
-    for attempt in range(3):  # a loaded machine sometimes fails a raylet's start (GCS deadlines): try again
-        try:
-            ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=256 << 20,
-                     log_to_driver=False)
-            break
-        except Exception as e:
-            print(f"ray.init failed ({e}); {'retrying' if attempt < 2 else 'giving up'}", flush=True)
-            ray.shutdown()
-            if attempt == 2:
-                raise
+                      checkpoint=str(served) if served else "none", api_key_file=str(tmp / "key"), replica_cpus=1)
+    report: dict = {"model": args.model, "checkpoint": str(served), "seconds_per_phase": args.seconds,
+                    "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                "loadavg_start": os.getloadavg()}}
+    phases = report["phases"] = {}
+    report["engine"] = engine_phase(cfg, served, convs)
+    print(f"engine alone: {report['engine']}", flush=True)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=256 << 20, log_to_driver=False)
     try:
         t0 = time.perf_counter()
         url = deploy(cfg)
         report["app_start_s"] = round(time.perf_counter() - t0, 1)
-        print(f"app up in {report['app_start_s']} s at {url}", flush=True)
-        send = route_sender(url, key)
-        closed_loop(send, convs[:4], 4, 3)  # warm-up
-        phases = report["phases"] = {}
-        for c in args.clients:
-            phases[f"constrained_batched_{c}"] = summarize(closed_loop(send, convs, c, args.seconds))
-            print(f"  {c} clients: {phases[f'constrained_batched_{c}']['rps']} req/s", flush=True)
-        top = max(args.clients)
-        update(cfg.app_name, {"constrained": False})
-        # batched serving vs HF one at a time, interleaved (2 rounds each): the machine's load drifts
-        hf_send, hf_prompts = hf_sender(args, convs)
-        served, hf = [], []
-        for _ in range(2):
-            served.append(closed_loop(send, convs, top, args.seconds))
-            hf.append(closed_loop(hf_send, hf_prompts, 1, args.seconds))
-        phases[f"free_batched_{top}"] = summarize(merge(served))
-        phases["hf_one_at_a_time"] = summarize(merge(hf))
-        del hf_send
-        update(cfg.app_name, {"max_batch_size": 1})
-        phases[f"free_one_at_a_time_{top}"] = summarize(closed_loop(send, convs, top, args.seconds))
-        update(cfg.app_name, {"constrained": True, "max_batch_size": cfg.max_batch_size})
-        print("  batching comparison done", flush=True)
+        http_loop(url, key, convs[:4], 4, 3)  # warm-up
+        for clients in (1, args.clients):
+            phases[f"serve_{clients}"] = phase_summary(http_loop(url, key, convs, clients, args.seconds))
+            print(f"  {clients} clients: {phases[f'serve_{clients}']}", flush=True)
+
+        # overload: a small queue and a short deadline, changed in place
+        small = {"max_ongoing_requests": cfg.max_batch_size, "max_queued_requests": args.overload_queue}
+        update(cfg.app_name, {}, options=small)
+        update(cfg.app_name, {"request_timeout_s": args.overload_deadline}, deployment=INGRESS_DEPLOYMENT)
+        over = phase_summary(http_loop(url, key, convs, args.overload_clients, args.seconds))
+        over["deadline_s"], over["queue"] = args.overload_deadline, small
+        phases[f"overload_{args.overload_clients}"] = over
+        print(f"  overload: {over}", flush=True)
+        update(cfg.app_name, {"request_timeout_s": cfg.request_timeout_s}, deployment=INGRESS_DEPLOYMENT)
+        update(cfg.app_name, {}, options={"max_ongoing_requests": cfg.max_ongoing_requests,
+                                          "max_queued_requests": cfg.max_queued_requests})
+
+        steady = phase_summary(http_loop(url, key, convs, 8, args.seconds))
+        phases["steady_8"] = steady
+        window: dict = {}
 
         def push():
             time.sleep(2)
-            t = time.perf_counter()
-            new = publish(adapter, version=1, app_name=cfg.app_name)
-            return {"version": new["version"], "publish_s": round(time.perf_counter() - t, 2)}
+            window["start"] = time.perf_counter()
+            new = publish(reload_to, app_name=cfg.app_name)
+            window["end"] = time.perf_counter()
+            return {"version": new["version"], "publish_s": round(window["end"] - window["start"], 2)}
 
-        reload_res = summarize(closed_loop(send, convs, 8, max(args.seconds, 10), during=push))
-        reload_res["adapter_source"] = adapter_source
-        phases["hot_reload_8"] = reload_res
-        print(f"  hot reload: {reload_res['errors']} failed requests", flush=True)
+        res = http_loop(url, key, convs, 8, args.seconds, during=push)
+        reload_res = phase_summary(res)
+        overlapping = [(t0, t1, s) for t0, t1, s in res["records"] if t1 >= window["start"] and t0 <= window["end"]]
+        reload_res.update(res["during"], overlapping=len(overlapping),
+                          overlapping_failed=sum(s != 200 for *_, s in overlapping),
+                          overlapping_max_ms=round(1000 * max((t1 - t0 for t0, t1, _ in overlapping), default=0), 1))
+        phases["reload_8"] = reload_res
+        print(f"  reload: {reload_res}", flush=True)
         serve.delete(cfg.app_name)
-        if args.serve_llm:
-            try:
-                phases[f"serve_llm_free_{top}"] = serve_llm_phase(args, convs, top)
-            except Exception as e:  # recorded, not fatal: it is a comparison, not our endpoint
-                phases[f"serve_llm_free_{top}"] = {"error": repr(e)[:500]}
     finally:
         serve.shutdown()
         ray.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
     report["loadavg_end"] = os.getloadavg()
-    batched, single = phases[f"free_batched_{top}"]["rps"], phases["hf_one_at_a_time"]["rps"]
-    report["ratio_batched_vs_hf"] = round(batched / single, 2) if single else None
-    constrained = phases[f"constrained_batched_{top}"]["rps"]
-    report["ratio_constrained_vs_hf"] = round(constrained / single, 2) if single else None
-    report["ratio_serve_batch_vs_one_at_a_time"] = round(batched / phases[f"free_one_at_a_time_{top}"]["rps"], 2)
-    llm = phases.get(f"serve_llm_free_{top}", {})
-    if llm.get("rps"):
-        report["ratio_serve_batch_vs_serve_llm"] = round(batched / llm["rps"], 2)
+    report["targets"] = targets(report, args)
     write_json_atomic(args.out, report)
     print_table(report)
-    failed = sum(p.get("errors", 0) for p in phases.values())
-    ok = failed == 0 and (report["ratio_batched_vs_hf"] or 0) >= TARGET_RATIO
-    print(f"\nfailed requests: {failed}; batched serving / one-at-a-time HF at {top} clients: "
-          f"{report['ratio_batched_vs_hf']}x (target >= {TARGET_RATIO}x) -> {'OK' if ok else 'MISSED'}; "
-          f"written to {args.out}")
-    return 0 if ok else 1
+    return 0 if all(t["ok"] for t in report["targets"].values()) else 1
+
+
+def targets(report: dict, args) -> dict:
+    eng, ph = report["engine"], report["phases"]
+    top, one = ph[f"serve_{args.clients}"], ph["serve_1"]
+    over, steady, rel = ph[f"overload_{args.overload_clients}"], ph["steady_8"], ph["reload_8"]
+    thr = top["rps"] / eng["offline_rps"] if eng["offline_rps"] else 0
+    lat = one["p50_ms"] / eng["single_p50_ms"] if eng["single_p50_ms"] and one["p50_ms"] else float("inf")
+    other = {s: n for s, n in over["statuses"].items() if s not in ("200", "503")}
+    wait = rel["overlapping_max_ms"] / steady["p95_ms"] if steady["p95_ms"] else float("inf")
+    failed = sum(n for s, n in rel["statuses"].items() if s != "200")
+    return {
+        "throughput": {"ratio": round(thr, 3), "target": f">= {TARGETS['throughput_ratio']}",
+                       "ok": thr >= TARGETS["throughput_ratio"],
+                       "what": f"Serve at {args.clients} clients / the engine's offline batch, requests/s"},
+        "latency": {"ratio": round(lat, 3), "target": f"<= {TARGETS['latency_ratio']}",
+                    "ok": lat <= TARGETS["latency_ratio"], "what": "Serve p50 at 1 client / the engine's single request"},
+        "overload": {"other_statuses": other, "max_ms": over["max_ms"], "deadline_ms": 1000 * args.overload_deadline,
+                     "ok": not other and over["max_ms"] <= 1000 * args.overload_deadline,
+                     "what": "every request 200 or 503, none waiting past the deadline"},
+        "reload": {"failed": failed, "ratio": round(wait, 3), "target": f"0 failed, <= {TARGETS['reload_wait_ratio']}",
+                   "ok": failed == 0 and wait <= TARGETS["reload_wait_ratio"],
+                   "what": "failed requests; longest wait overlapping the reload / steady p95"},
+    }
 
 
 def print_table(report: dict) -> None:
-    print(f"\n{'phase':<28} {'clients':>7} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'tok/ans':>7}")
+    eng = report["engine"]
+    print(f"\nengine alone: offline {eng['offline_rps']} req/s over {eng['prompts']} prompts; one at a time p50 "
+          f"{eng['single_p50_ms']} ms, p95 {eng['single_p95_ms']} ms")
+    print(f"\n| phase | clients | req/s | p50 ms | p95 ms | p99 ms | max ms | statuses |\n|---|---|---|---|---|---|---|---|")
     for name, r in report["phases"].items():
-        if "error" in r:
-            print(f"{name:<28} failed: {r['error'][:80]}")
-            continue
-        print(f"{name:<28} {r['clients']:>7} {r['rps']:>7} {r['p50_ms']!s:>8} {r['p99_ms']!s:>8} {r['errors']:>6} "
-              f"{r.get('mean_completion_tokens', '')!s:>7}")
+        print(f"| {name} | {r['clients']} | {r['rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} | "
+              f"{', '.join(f'{k}: {v}' for k, v in sorted(r['statuses'].items()))} |")
+    print("\n| target | measured | goal | met |\n|---|---|---|---|")
+    for name, t in report["targets"].items():
+        measured = t.get("ratio", t.get("max_ms"))
+        print(f"| {name}: {t['what']} | {measured} | {t.get('target', '')} | {'yes' if t['ok'] else 'NO'} |")
 
 
 if __name__ == "__main__":

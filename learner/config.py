@@ -33,8 +33,8 @@ class LoraConfig:
     dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: list(ALL_PROJECTIONS))
     # LoRA in the last N decoder layers only (peft's layers_to_transform); None = every layer. Backward then
-    # stops at the lowest adapted layer: on this 2-core CPU, 8 of SmolLM2's 30 layers train ~1.9x faster
-    # (bench.lora_depth), with less capacity.
+    # stops at the lowest adapted layer, so fewer layers train faster with less capacity (the measured ratios:
+    # bench/results/lora_depth.json).
     top_layers: int | None = None
 
     def __post_init__(self):

@@ -62,10 +62,9 @@ class ServeConfig:
     autoscaling_config: dict | None = None
     replica_cpus: float = 1.0  # ray_actor_options.num_cpus of a model replica
     # Extra environment of the model replicas. E.g. {VLLM_CPU_NUM_OF_RESERVED_CPU: "0"}: on x86 vLLM-CPU keeps one
-    # core for its scheduler process, so on a 2-core machine decoding gets 1 core; with none reserved, batch-8
-    # decoding ran 42-50 tok/s instead of 26-28 in-process at load ~10, but 5x *slower* through Serve at load ~20
-    # (its OpenMP threads are pinned to both cores and wait on each other when the machine is oversubscribed),
-    # so it is not the default. Ignored on GPUs.
+    # core for its scheduler process, so on a 2-core machine decoding gets 1 core; with none reserved decoding is
+    # faster on an idle machine but far slower through Serve on an oversubscribed one (its OpenMP threads are
+    # pinned to both cores and wait on each other), so it is not the default (docs/serve.md). Ignored on GPUs.
     replica_env: dict = field(default_factory=dict)
     replica_gpus: float = 0.0  # 1 on a GPU cluster
     ingress_replicas: int = 1

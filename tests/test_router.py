@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_default_none_and_a_path(tmp_path, monkeypatch):
     import memroute.router as router
-    from bench.serve_load import random_adapter
+    from bench.load import random_adapter
 
     assert choose_adapter(None, "smollm2-135m") is None and choose_adapter("none", "smollm2-135m") is None
     assert choose_adapter("NONE", "tiny") is None
@@ -42,7 +42,7 @@ def _write_eval(tmp_path) -> str:
 def test_ship_builds_the_folder_from_an_adapter_and_its_eval(tmp_path):
     from safetensors.torch import load_file
 
-    from bench.serve_load import random_adapter
+    from bench.load import random_adapter
     from data.embedded import TEST_PATH, TRAIN_PATH
     from data.baselines import majority_predictions
     from data.metrics import align, compute_metrics
@@ -86,7 +86,7 @@ def _predictions(path: Path, examples, correct: int) -> Path:
 def test_ship_gate_and_lineage(tmp_path):
     """A candidate that does not beat the incumbent's predictions is refused and nothing is written; one that
     does ships, and the lineage records its run (data, steps, epochs seen) after the earlier releases."""
-    from bench.serve_load import random_adapter
+    from bench.load import random_adapter
     from data.embedded import TEST_PATH, TRAIN_PATH
     from data.schema import read_examples
     from memroute.router.lineage import GateError, read_lineage

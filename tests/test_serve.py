@@ -225,7 +225,7 @@ def test_docs_publish_the_current_json_schema():
 def _write_adapter(folder: Path, seed: int) -> Path:
     """A random LoRA (q, k, v) for the tiny model, small enough (B std 0.02) to pass the reload probe: at std 0.5
     one in two ran an answer to the cap (spelled in tiny tokens), and the probe refused it."""
-    from bench.serve_load import random_adapter
+    from bench.load import random_adapter
 
     return random_adapter(folder, "tiny", seed=seed, std=0.02)
 

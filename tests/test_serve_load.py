@@ -274,7 +274,7 @@ def _get(app, path):
 
 
 def _adapter(folder: Path, seed: int, std: float = 0.5) -> Path:
-    from bench.serve_load import random_adapter
+    from bench.load import random_adapter
 
     return random_adapter(folder, "tiny", seed=seed, std=std)
 
