@@ -58,7 +58,9 @@ def _main(argv=None) -> int:
         print(f"memroute: unknown command {argv[0]!r}\n\n{usage()}", file=sys.stderr)
         return 2
     from memroute.core.errors import run_command
+    from memroute.core.ray_auth import loopback_ray
 
+    loopback_ray()  # a Ray instance this command starts for itself listens on 127.0.0.1 only (before ray imports)
     module = importlib.import_module(COMMANDS[argv[0]][0])
     return run_command(f"memroute {argv[0]}", module.main, argv[1:])
 

@@ -17,9 +17,9 @@
    outlives the job).
 4. the dashboard, endpoint, metrics and TensorBoard addresses, printed and kept in <state_dir>/cluster.json.
 
-Ray rewrites `--node-ip-address=127.0.0.1` to the machine's routable address (`resolve_ip_for_localhost` in
-`ray start`) and its GCS listens on every interface, so "loopback only" holds for the dashboard / job API and the
-Serve proxy; the token guards the rest.
+Every Ray port of the head listens on 127.0.0.1 only: `--node-ip-address=127.0.0.1` alone is rewritten to the
+machine's routable address by `ray start`, so the head runs in Ray's single-machine mode (LOOPBACK_ENV,
+memroute/core/ray_auth.py), which every job driver and actor inherits; the token guards them as well.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import yaml
 from data.atomic import write_json_atomic
 from memroute.core.config import preset_overrides, shipped_configs_dir
 from memroute.core.errors import MemrouteError, run_command
-from memroute.core.ray_auth import default_token_path, private_if_created
+from memroute.core.ray_auth import LOOPBACK_ENV, default_token_path, private_if_created
 
 REPO = Path(__file__).resolve().parents[1]
 RUNTIME_ENV = shipped_configs_dir() / "runtime_env.yaml"
@@ -149,6 +149,7 @@ def cluster_env(cfg: ClusterConfig) -> dict[str, str]:
     env.setdefault("HF_HUB_OFFLINE", "1")
     env["RAY_metrics_report_interval_ms"] = str(cfg.metrics_report_interval_ms)
     env.update(auth_env(cfg.token_path))
+    env.update(LOOPBACK_ENV)  # a one-machine cluster: every Ray port on 127.0.0.1 (memroute/core/ray_auth.py)
     return env
 
 

@@ -109,6 +109,27 @@ def test_the_ray_token_files_memroute_makes_are_0600(tmp_path, monkeypatch):
         os.umask(old_umask)
 
 
+def test_a_ray_instance_started_here_is_put_on_loopback(tmp_path, monkeypatch):
+    import tempfile
+
+    from memroute.core.ray_auth import LOOPBACK_ENV, loopback_ray
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    env: dict = {}
+    assert loopback_ray(env) and env == LOOPBACK_ENV  # no cluster to join: the instance we start stays on 127.0.0.1
+    mine = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
+    assert not loopback_ray(mine) and mine == {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}  # the user's choice wins
+    joining = {"RAY_ADDRESS": "10.0.0.5:6379"}
+    assert not loopback_ray(joining) and joining == {"RAY_ADDRESS": "10.0.0.5:6379"}  # a driver of a cluster
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text("192.0.2.2:6379")  # `ray start` ran on this machine
+    env = {}
+    assert not loopback_ray(env) and env == {}
+    from memroute.cluster import cluster_env
+
+    assert cluster_env(ClusterConfig())["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"  # the local head, always
+
+
 def test_runtime_env_keeps_the_upload_small(tmp_path):
     from ray._private.runtime_env.packaging import create_package  # what `ray job submit --working-dir` zips
 
@@ -160,6 +181,24 @@ def scrape(cfg: ClusterConfig) -> str:
         return resp.read().decode()
 
 
+def listening_beyond_loopback(pid: int) -> list[str]:
+    """`process: address:port` for each listening TCP socket of `pid` and its descendants not bound to loopback."""
+    import psutil
+
+    root = psutil.Process(pid)
+    out = []
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            conns = proc.net_connections(kind="inet")
+            name = proc.name()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        for c in conns:
+            if c.status == psutil.CONN_LISTEN and c.laddr.ip not in ("127.0.0.1", "::ffff:127.0.0.1", "::1"):
+                out.append(f"{name}: {c.laddr.ip}:{c.laddr.port}")
+    return out
+
+
 def checkpoint_step(run: Path) -> int:
     manifest = run / "checkpoint" / "memroute_checkpoint.json"
     return json.loads(manifest.read_text())["state"]["step"] if manifest.exists() else 0
@@ -197,6 +236,10 @@ def test_local_cluster_jobs_stop_resume_metrics_and_serve(tmp_path_factory):
                 break
             time.sleep(2)
         assert "ray_memroute_rl_reward{" in seen and 'run="rl"' in seen, f"no memroute gauges exported:\n{seen}"
+        # one machine, kept to it: every port of the head's processes (GCS, raylet, agents, dashboard, the job's
+        # driver, learner and rollout worker, vLLM) listens on loopback only
+        exposed = listening_beyond_loopback(head.pid)
+        assert not exposed, f"Ray ports listening beyond 127.0.0.1: {exposed}"
         ray_cli(cfg, "stop", "rl-a")  # waits until the job has stopped
         assert client.get_job_status("rl-a") == JobStatus.STOPPED
         saved = checkpoint_step(run)
