@@ -65,7 +65,7 @@ class Ports:
     agent_http: int = 52375  # Ray's defaults (6379, 8265, 52365, ...) may be taken by another Ray instance
     agent_grpc: int = 52376
     runtime_env_agent: int = 52377
-    client_server: int = 10011
+    client_server: int = 20011  # outside the worker port range Ray keeps, 10002-19999
     serve: int = 8010  # the Serve HTTP proxy
 
 

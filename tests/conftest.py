@@ -3,7 +3,8 @@
 `ray_local`: ONE local Ray instance for the whole test session (2 CPUs, no dashboard), shut down at the end. Tests
 that need Ray take it as an argument. It yields ``ray.get_runtime_context()``; ``ray_local.gcs_address`` is the
 address a subprocess joins with ``RAY_ADDRESS=<it>``. Ray's processes inherit this process's environment, so the
-session runs offline (``HF_HUB_OFFLINE=1``): nothing is fetched from a model hub.
+session runs offline (``HF_HUB_OFFLINE=1``): nothing is fetched from a model hub, and in Ray's single-machine
+mode (memroute.core.ray_auth.loopback_ray, set before ray is imported): every Ray port on 127.0.0.1.
 
 `serve_app`: ONE real Serve app of the tiny model on that Ray (two model replicas, an API key from a secret file,
 port 8471 on 127.0.0.1, the computed answer cap), deployed the way `memroute serve` deploys it, for
@@ -20,6 +21,10 @@ import uuid
 from types import SimpleNamespace
 
 import pytest
+
+from memroute.core.ray_auth import loopback_ray
+
+loopback_ray()  # the Ray instances the tests start listen on 127.0.0.1 only, as the memroute commands' do
 
 SERVE_PORT = 8471  # not Serve's default 8000: other Serve apps may run on this machine
 _SERVE: dict = {}  # "last": the node id of the last test using serve_app; "running": whether it is deployed

@@ -65,7 +65,9 @@ def test_local_config_is_valid_and_never_runs_ray_stop():
     cfg = prepared(REPO / "cluster-local.yaml")
     assert cfg["max_workers"] == 0
     start = " ".join(cfg["head_start_ray_commands"])
-    assert "ray stop" not in start and "--block" in start and "RAY_AUTH_MODE=token" in start
+    assert "ray stop" not in start and "RAY_AUTH_MODE=token" in start
+    assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0" in start  # every Ray port on 127.0.0.1
+    assert "--ray-client-server-port=20011" in start  # outside Ray's worker port range (10002-19999)
 
 
 def test_validator_rejects_what_ray_up_would():
@@ -223,7 +225,8 @@ def test_local_cluster_jobs_stop_resume_metrics_and_serve(tmp_path_factory):
         client = job_client(cfg, 300)  # the dashboard (job API) answers; statuses come from the SDK
         run = base / "rl"
         steps = 40
-        rl = ["python", "-m", "learner.rl", "--config", "configs/tiny_rl.yaml", f"run_dir={run}", f"steps={steps}", "checkpoint_every=1"]
+        rl = ["python", "-m", "learner.rl", "--config", "configs/tiny_rl.yaml", f"run_dir={run}", f"steps={steps}",
+              "checkpoint_every=1"]
 
         # 1. submit, wait for a checkpoint and the custom gauges on the node's metrics export port, stop the job
         assert "rl-a" in submit(cfg, "rl-a", rl, "--no-wait").stdout
