@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 
@@ -120,3 +122,12 @@ def conversations() -> list:
     return [ex.conversation for ex in read_examples(TEST_PATH)]
 
 
+def bench_session(prefix: str) -> tuple[Path, str]:
+    """What every serving benchmark starts with: offline (no model hub), and a temp folder holding a fresh API
+    key file for the app. Returns (folder, key)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    key = uuid.uuid4().hex
+    (tmp / "key").write_text(key)
+    return tmp, key

@@ -33,13 +33,11 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
-from bench.load import closed_loop, conversations, merge, random_adapter, route_sender, summarize
+from bench.load import bench_session, closed_loop, conversations, merge, random_adapter, route_sender, summarize
 
 DEFAULT_OUT = "bench/results/serve_batching.json"
 DEFAULT_RUN = "runs/sft-shared"
@@ -149,8 +147,7 @@ def main(argv=None) -> int:
         from serve.model import answer_cap
 
         args.max_tokens = answer_cap(load_tokenizer(resolve_model(args.model)))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    tmp, key = bench_session("serve-batching-")
     import ray
     from ray import serve
 
@@ -161,9 +158,6 @@ def main(argv=None) -> int:
     from serve.reload import publish, update
 
     convs = conversations()
-    tmp = Path(tempfile.mkdtemp(prefix="serve-load-"))
-    key = uuid.uuid4().hex
-    (tmp / "key").write_text(key)
     adapter, adapter_source = reload_checkpoint(args, tmp)
     cfg = ServeConfig(engine=EngineConfig(model=args.model, kv_cache_gib=1, max_num_seqs=32), port=args.port,
                       api_key_file=str(tmp / "key"), max_tokens=args.max_tokens, replica_cpus=1)

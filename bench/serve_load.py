@@ -30,10 +30,8 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 DEFAULT_OUT = "bench/results/serve_load.json"
@@ -151,22 +149,19 @@ def engine_phase(cfg, adapter: Path | None, convs: list) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from bench.load import bench_session, conversations
+
+    tmp, key = bench_session("serve-load-")
     import ray
     from ray import serve
 
     from actors.engine import EngineConfig
-    from bench.load import conversations
     from data.atomic import write_json_atomic
     from serve.app import deploy
     from serve.config import ServeConfig, resolve_checkpoint
     from serve.reload import INGRESS_DEPLOYMENT, publish, update
 
     convs = conversations()
-    tmp = Path(tempfile.mkdtemp(prefix="serve-load-"))
-    key = uuid.uuid4().hex
-    (tmp / "key").write_text(key)
     served = resolve_checkpoint(args.checkpoint, args.model)
     reload_to = resolve_checkpoint(args.reload_to, args.model) if args.reload_to else served
     if reload_to is not None:  # a private copy: a training run may delete its checkpoints meanwhile
