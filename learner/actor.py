@@ -11,13 +11,12 @@ LoRA gradients are small, so one flat all-reduce per step is cheap.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 
 from learner.config import LearnerConfig
-from memroute.core.checkpoint import ADAPTER, CheckpointError, commit, verify_checkpoint, write_manifest
+from memroute.core.checkpoint import (ADAPTER, CheckpointError, commit, staging_dir, verify_checkpoint,
+                                      write_manifest)
 from memroute.core.exchange import Group
 
 OPTIMIZER_STATE = "optim.pt"  # optimizer and scheduler state, beside the adapter in a learner checkpoint
@@ -198,9 +197,7 @@ class Learner:
         import torch
 
         target = Path(path)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        tmp = staging_dir(target)
         self.policy.save_pretrained(tmp / ADAPTER, selected_adapters=["default"])
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
                    tmp / OPTIMIZER_STATE)
@@ -211,8 +208,7 @@ class Learner:
     def export_adapter(self, path: str) -> str:
         """The current adapter as a peft folder (what `memroute eval --adapter` and serving load), atomically."""
         target = Path(path)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = staging_dir(target)
         self.policy.save_pretrained(tmp, selected_adapters=["default"])
         commit(tmp, target)
         return str(target)

@@ -42,7 +42,6 @@ import logging
 import math
 import os
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -64,7 +63,8 @@ from learner.sft_data import (
     worker_micro_batches,
 )
 from learner.tracking import RunTracker, read_metrics  # noqa: F401 - read_metrics: re-exported for callers
-from memroute.core.checkpoint import ADAPTER, RAY_RUN_NAME, CheckpointError, ray_latest_checkpoint, write_manifest
+from memroute.core.checkpoint import (ADAPTER, RAY_RUN_NAME, CheckpointError, commit_copy, ray_latest_checkpoint,
+                                      write_manifest)
 from memroute.core.checkpoint import verify_checkpoint as verify_sealed
 from memroute.core.config import ConfigError, dump_config
 from memroute.core.errors import run_command
@@ -203,44 +203,13 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def _copy_adapter_atomic(src: Path, dest: Path) -> None:
-    """Copy a peft folder to `dest`: a temp folder beside it, renamed into place (the old one removed after)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-    try:
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
-        _fsync_tree(tmp)
-        old = None
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _fsync_tree(folder: Path) -> None:
-    for p in folder.rglob("*"):
-        if p.is_file():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-
-
 def _atomic_local_upload(checkpoint, checkpoint_dir_name: str):
-    """`checkpoint_upload_fn` for a local storage path: copy to a temp folder, then rename into place."""
+    """`checkpoint_upload_fn` for a local storage path: copied to a temp folder, then renamed into place (one
+    left by a killed session before Ray registered it is never resumed from, so it is replaced)."""
     import ray.train
 
     exp = Path(ray.train.get_context().get_storage().experiment_fs_path)
-    final = exp / checkpoint_dir_name
-    tmp = exp / f".{checkpoint_dir_name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(checkpoint.path, tmp)
-    _fsync_tree(tmp)
-    if final.exists():  # left by a killed session before Ray registered it: never resumed from, replace it
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    final = commit_copy(checkpoint.path, exp / checkpoint_dir_name)
     return ray.train.Checkpoint(path=str(final))
 
 
@@ -623,7 +592,7 @@ def train_sft(cfg: SFTConfig) -> dict:
         raise CheckpointError(f"run {run_dir} finished without a checkpoint")
     verify_checkpoint(final)
     adapter = run_dir / "adapter"
-    _copy_adapter_atomic(final / "adapter", adapter)
+    commit_copy(final / "adapter", adapter)
     out = dict(result.return_value or {})
     out.update({"adapter": str(adapter), "run_dir": str(run_dir), "config": str(run_dir / "config.yaml"),
                 "checkpoint": str(final), "metrics": str(run_dir / "metrics.jsonl"), "tb": str(run_dir / "tb"),

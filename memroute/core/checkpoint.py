@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -74,10 +75,40 @@ def write_manifest(folder: str | os.PathLike, fields: dict[str, Any], manifest: 
     return body
 
 
+def staging_dir(target: str | os.PathLike) -> Path:
+    """A fresh, empty folder next to `target` (same filesystem, so `commit` is a rename) to write a checkpoint
+    into; one left by a killed writer with the same pid is cleared first."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
 def commit(tmp: str | os.PathLike, target: str | os.PathLike) -> Path:
     """Publish a finished checkpoint folder: rename `tmp` to `target`, replacing an older one."""
     replace_dir(Path(tmp), Path(target))
     return Path(target)
+
+
+def fsync_tree(folder: str | os.PathLike) -> None:
+    """Flush every file under `folder` to disk (before a rename publishes it)."""
+    for p in Path(folder).rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def commit_copy(src: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Copy the folder `src` to `target` as one step: staged beside it, flushed, then committed (replacing an
+    older `target`), so a reader sees the old folder or the whole new one."""
+    tmp = staging_dir(target)
+    try:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        fsync_tree(tmp)
+        return commit(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_manifest(folder: str | os.PathLike, manifest: str = CHECKPOINT_MANIFEST) -> dict:
