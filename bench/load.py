@@ -42,10 +42,12 @@ def random_adapter(folder: str | os.PathLike, model: str, seed: int, std: float 
 
 def closed_loop(send, items: list, clients: int, seconds: float, during=None) -> dict:
     """`clients` threads calling `send(item) -> (ok, info)` back to back for `seconds` (and until `during()`, if
-    given, has returned). Returns requests/s, latency percentiles, errors and the infos of the answers."""
+    given, has returned). An info dict with a `retry_after` (seconds) makes that client wait so long before its
+    next request, as a client honouring a 503's Retry-After does. Every request is recorded as (start, end, ok,
+    info); a transport error is a failed request with status 0 (no retries in a benchmark)."""
     stop = threading.Event()
     lock = threading.Lock()
-    lat, errors, infos = [], [], []
+    records: list[tuple[float, float, bool, object]] = []
 
     def run(offset: int):
         i = offset
@@ -53,11 +55,13 @@ def closed_loop(send, items: list, clients: int, seconds: float, during=None) ->
             start = time.perf_counter()
             try:
                 ok, info = send(items[i % len(items)])
-            except Exception as e:  # a transport error is a failed request here: no retries in the bench
-                ok, info = False, repr(e)
-            dt = time.perf_counter() - start
+            except Exception as e:
+                ok, info = False, {"status": 0, "message": repr(e)[:300]}
             with lock:
-                (lat.append(dt), infos.append(info)) if ok else errors.append(str(info)[:300])
+                records.append((start, time.perf_counter(), ok, info))
+            retry = info.get("retry_after") if isinstance(info, dict) else None
+            if retry:
+                stop.wait(float(retry))
             i += clients
 
     threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(clients)]
@@ -69,20 +73,21 @@ def closed_loop(send, items: list, clients: int, seconds: float, during=None) ->
     stop.set()
     for t in threads:
         t.join(timeout=600)
-    return {"clients": clients, "seconds": time.perf_counter() - t0, "lat": lat, "errors": errors, "infos": infos,
-            "during": extra}
+    end = time.perf_counter()
+    return {"clients": clients, "start": t0, "end": end, "seconds": end - t0, "records": records, "during": extra}
 
 
 def merge(rounds: list[dict]) -> dict:
     """Rounds of one phase (interleaved with another phase's, so both see the same machine load) as one."""
     out = dict(rounds[0], rounds=len(rounds))
-    for key in ("lat", "errors", "infos"):
-        out[key] = [x for r in rounds for x in r[key]]
+    out["records"] = [rec for r in rounds for rec in r["records"]]
     out["seconds"] = sum(r["seconds"] for r in rounds)
     return out
 
 
-def route_sender(url: str, key: str):
+def route_sender(url: str, key: str, honour_retry_after: bool = False):
+    """`send(conversation)` for `closed_loop`: one POST /route per call on a per-thread HTTP client. The info
+    carries the HTTP status (and, for a 503 when `honour_retry_after`, its Retry-After)."""
     import httpx
 
     local = threading.local()
@@ -92,20 +97,43 @@ def route_sender(url: str, key: str):
             local.client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=600)
         resp = local.client.post("/route", json={"conversation": conv})
         if resp.status_code != 200:
-            return False, f"{resp.status_code}: {resp.text[:200]}"
+            retry = resp.headers.get("retry-after") if honour_retry_after and resp.status_code == 503 else None
+            return False, {"status": resp.status_code, "retry_after": retry, "message": resp.text[:200]}
         r = resp.json()["results"][0]
-        return True, {"version": r["version"], "parsed": r["parsed"], "tokens": r["completion_tokens"]}
+        return True, {"status": 200, "version": r["version"], "parsed": r["parsed"], "tokens": r["completion_tokens"]}
     return send
 
 
+def pct(values: list[float], q: float):
+    """The q-quantile of `values` (seconds) in milliseconds, or None for none."""
+    values = sorted(values)
+    return round(1000 * values[min(len(values) - 1, int(q * len(values)))], 1) if values else None
+
+
+def status_counts(records: list) -> dict[str, int]:
+    """How many requests ended with each HTTP status ('0': a transport error; senders without statuses count as
+    '200' when ok and 'error' when not)."""
+    counts: dict[str, int] = {}
+    for _, _, ok, info in records:
+        status = str(info.get("status")) if isinstance(info, dict) and "status" in info else ("200" if ok else "error")
+        counts[status] = counts.get(status, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def summarize(res: dict) -> dict:
-    """Requests/s, latency percentiles, errors, and what the answers were (parsed share, tokens, versions)."""
+    """Requests/s, latency percentiles over the answered requests, statuses, errors, and what the answers were
+    (parsed share, tokens, versions)."""
     res = dict(res)
-    lat, errors, infos = sorted(res.pop("lat")), res.pop("errors"), res.pop("infos")
-    pct = (lambda q: round(1000 * lat[min(len(lat) - 1, int(q * len(lat)))], 1)) if lat else (lambda q: None)
-    res.update(seconds=round(res["seconds"], 1), requests=len(lat), errors=len(errors), error_samples=errors[:3],
-               rps=round(len(lat) / res["seconds"], 3), p50_ms=pct(0.5), p99_ms=pct(0.99))
-    if infos and isinstance(infos[0], dict):
+    records = res.pop("records")
+    lat = [t1 - t0 for t0, t1, ok, _ in records if ok]
+    infos = [info for *_, ok, info in records if ok]
+    errors = [str(info)[:300] for *_, ok, info in records if not ok]
+    res.pop("start", None), res.pop("end", None)
+    res.update(seconds=round(res["seconds"], 1), requests=len(records), ok=len(lat), errors=len(errors),
+               error_samples=errors[:3], statuses=status_counts(records), rps=round(len(lat) / res["seconds"], 3),
+               p50_ms=pct(lat, 0.5), p95_ms=pct(lat, 0.95), p99_ms=pct(lat, 0.99),
+               max_ms=round(1000 * max((t1 - t0 for t0, t1, *_ in records), default=0), 1))
+    if infos and isinstance(infos[0], dict) and "parsed" in infos[0]:
         res["parsed_share"] = round(sum(i.get("parsed", False) for i in infos) / len(infos), 3)
         res["mean_completion_tokens"] = round(statistics.mean(i.get("tokens", 0) for i in infos), 1)
         versions: dict = {}

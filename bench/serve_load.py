@@ -30,7 +30,6 @@ import os
 import platform
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -55,67 +54,12 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def pct(values: list[float], q: float):
-    values = sorted(values)
-    return round(1000 * values[min(len(values) - 1, int(q * len(values)))], 1) if values else None
-
-
-def http_loop(url: str, key: str, convs: list, clients: int, seconds: float, during=None,
-              honour_retry_after: bool = True) -> dict:
-    """`clients` threads posting conversations to /route back to back for `seconds` (and until `during()`, if
-    given, has returned). A 503 is answered by waiting its Retry-After before the next request. Records each
-    request's (start, end, status)."""
-    import httpx
-
-    stop, lock, records = threading.Event(), threading.Lock(), []
-
-    def run(offset: int):
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=600) as client:
-            i = offset
-            while not stop.is_set():
-                t0 = time.perf_counter()
-                try:
-                    resp = client.post("/route", json={"conversation": convs[i % len(convs)]})
-                    status, retry = resp.status_code, resp.headers.get("retry-after")
-                except httpx.HTTPError as e:  # a transport error: counted as status 0
-                    status, retry = 0, None
-                    resp = e
-                t1 = time.perf_counter()
-                with lock:
-                    records.append((t0, t1, status))
-                if status == 503 and honour_retry_after and retry:
-                    stop.wait(float(retry))
-                i += clients
-
-    threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    extra = during() if during else None
-    time.sleep(max(0.0, seconds - (time.perf_counter() - start)))
-    stop.set()
-    for t in threads:
-        t.join(timeout=600)
-    return {"clients": clients, "start": start, "end": time.perf_counter(), "records": records, "during": extra}
-
-
-def phase_summary(res: dict) -> dict:
-    records = res["records"]
-    ok = [t1 - t0 for t0, t1, s in records if s == 200]
-    statuses: dict[str, int] = {}
-    for _, _, s in records:
-        statuses[str(s)] = statuses.get(str(s), 0) + 1
-    seconds = res["end"] - res["start"]
-    return {"clients": res["clients"], "seconds": round(seconds, 1), "requests": len(records), "ok": len(ok),
-            "statuses": statuses, "rps": round(len(ok) / seconds, 3), "p50_ms": pct(ok, 0.5), "p95_ms": pct(ok, 0.95),
-            "p99_ms": pct(ok, 0.99), "max_ms": round(1000 * max((t1 - t0 for t0, t1, _ in records), default=0), 1)}
-
-
 def engine_phase(cfg, adapter: Path | None, convs: list) -> dict:
     """The engine alone, decoding as a replica does: offline throughput and single-request latency."""
     from vllm.sampling_params import StructuredOutputsParams
 
     from actors.engine import Engine
+    from bench.load import pct
     from memroute.core.adapter import read_adapter
     from serve.model import answer_cap, label_regex
 
@@ -149,7 +93,7 @@ def engine_phase(cfg, adapter: Path | None, convs: list) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from bench.load import bench_session, conversations
+    from bench.load import bench_session, closed_loop, conversations, route_sender, summarize
 
     tmp, key = bench_session("serve-load-")
     import ray
@@ -179,16 +123,17 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         url = deploy(cfg)
         report["app_start_s"] = round(time.perf_counter() - t0, 1)
-        http_loop(url, key, convs[:4], 4, 3)  # warm-up
+        send = route_sender(url, key, honour_retry_after=True)
+        closed_loop(send, convs[:4], 4, 3)  # warm-up
         for clients in (1, args.clients):
-            phases[f"serve_{clients}"] = phase_summary(http_loop(url, key, convs, clients, args.seconds))
+            phases[f"serve_{clients}"] = summarize(closed_loop(send, convs, clients, args.seconds))
             print(f"  {clients} clients: {phases[f'serve_{clients}']}", flush=True)
 
         # overload: a small queue and a short deadline, changed in place
         small = {"max_ongoing_requests": cfg.max_batch_size, "max_queued_requests": args.overload_queue}
         update(cfg.app_name, {}, options=small)
         update(cfg.app_name, {"request_timeout_s": args.overload_deadline}, deployment=INGRESS_DEPLOYMENT)
-        over = phase_summary(http_loop(url, key, convs, args.overload_clients, args.seconds))
+        over = summarize(closed_loop(send, convs, args.overload_clients, args.seconds))
         over["deadline_s"], over["queue"] = args.overload_deadline, small
         phases[f"overload_{args.overload_clients}"] = over
         print(f"  overload: {over}", flush=True)
@@ -196,7 +141,7 @@ def main(argv=None) -> int:
         update(cfg.app_name, {}, options={"max_ongoing_requests": cfg.max_ongoing_requests,
                                           "max_queued_requests": cfg.max_queued_requests})
 
-        steady = phase_summary(http_loop(url, key, convs, 8, args.seconds))
+        steady = summarize(closed_loop(send, convs, 8, args.seconds))
         phases["steady_8"] = steady
         window: dict = {}
 
@@ -207,11 +152,11 @@ def main(argv=None) -> int:
             window["end"] = time.perf_counter()
             return {"version": new["version"], "publish_s": round(window["end"] - window["start"], 2)}
 
-        res = http_loop(url, key, convs, 8, args.seconds, during=push)
-        reload_res = phase_summary(res)
-        overlapping = [(t0, t1, s) for t0, t1, s in res["records"] if t1 >= window["start"] and t0 <= window["end"]]
+        res = closed_loop(send, convs, 8, args.seconds, during=push)
+        overlapping = [(t0, t1, ok) for t0, t1, ok, _ in res["records"] if t1 >= window["start"] and t0 <= window["end"]]
+        reload_res = summarize(res)
         reload_res.update(res["during"], overlapping=len(overlapping),
-                          overlapping_failed=sum(s != 200 for *_, s in overlapping),
+                          overlapping_failed=sum(not ok for *_, ok in overlapping),
                           overlapping_max_ms=round(1000 * max((t1 - t0 for t0, t1, _ in overlapping), default=0), 1))
         phases["reload_8"] = reload_res
         print(f"  reload: {reload_res}", flush=True)

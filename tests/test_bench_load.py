@@ -1,0 +1,44 @@
+"""The serving benchmarks' closed-loop clients and summaries (bench/load.py), with a fake sender."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from bench.load import closed_loop, merge, status_counts, summarize
+
+
+def test_closed_loop_honours_retry_after_and_counts_statuses():
+    calls: dict[int, list[float]] = {}
+    lock = threading.Lock()
+
+    def send(item):
+        with lock:
+            calls.setdefault(threading.get_ident(), []).append(time.perf_counter())
+        if item == "busy":
+            return False, {"status": 503, "retry_after": "0.5", "message": "full"}
+        if item == "boom":
+            raise ConnectionError("reset")
+        time.sleep(0.01)
+        return True, {"status": 200, "version": 1, "parsed": True, "tokens": 3}
+
+    res = closed_loop(send, ["ok", "busy", "boom"], clients=3, seconds=1.2)
+    counts = status_counts(res["records"])
+    assert set(counts) == {"200", "503", "0"}
+    # the 'busy' client waits its Retry-After between requests: about 1.2 / 0.5 of them, far fewer than the others
+    assert counts["503"] <= 4 < counts["200"]
+    out = summarize(res)
+    assert out["ok"] == counts["200"] and out["errors"] == counts["503"] + counts["0"]
+    assert out["requests"] == sum(counts.values()) and out["statuses"] == counts
+    assert out["parsed_share"] == 1.0 and out["answers_per_version"] == {"1": counts["200"]}
+    assert 10 <= out["p50_ms"] <= out["p95_ms"] <= out["max_ms"]
+    assert any("reset" in e for e in out["error_samples"])
+
+
+def test_senders_without_statuses_and_merged_rounds():
+    rounds = [closed_loop(lambda x: (x, {"tokens": 1}), [True, False], clients=2, seconds=0.2) for _ in range(2)]
+    merged = merge(rounds)
+    out = summarize(merged)
+    assert merged["rounds"] == 2 and out["requests"] == len(rounds[0]["records"]) + len(rounds[1]["records"])
+    assert set(out["statuses"]) == {"200", "error"} and "parsed_share" not in out
+    assert out["rps"] == round(out["ok"] / merged["seconds"], 3) > 0
