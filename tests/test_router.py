@@ -123,3 +123,41 @@ def test_ship_gate_and_lineage(tmp_path):
     ship(str(adapter), str(eval_dir), [], out=router, run_dir=str(run))
     lineage = read_lineage(router)
     assert len(lineage["runs"]) == 2 and len(lineage["ships"]) == 2
+
+
+def test_keep_a_candidate_and_continue_its_lineage(tmp_path):
+    """`--keep` stores a candidate that was not shipped (float16, its evaluation, the lineage of every run it came
+    from); a run continued from it extends that lineage when it ships."""
+    from bench.load import random_adapter
+    from data.embedded import TRAIN_PATH
+    from memroute.router.lineage import read_lineage
+    from memroute.router.ship import keep, main
+
+    eval_dir = _write_eval(tmp_path)
+    runs = []
+    for name, steps, init in (("first", 40, None), ("second", 20, tmp_path / "first" / "adapter")):
+        run = tmp_path / name
+        random_adapter(run / "adapter", "tiny", seed=len(runs))
+        (run / "config.yaml").write_text(f"train_data: {TRAIN_PATH}\nbatch_size: 8\nlora: {{top_layers: 8}}\n"
+                                         f"optim: {{lr: 0.001}}\n" + (f"init_adapter: {init}\n" if init else ""))
+        (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in range(1, steps + 1)))
+        runs.append(run)
+    kept = keep(str(runs[1] / "adapter"), eval_dir, [str(r) for r in runs], tmp_path / "candidates" / "c1")
+    lineage = read_lineage(kept)
+    assert [r["step"] for r in lineage["runs"]] == [40, 20] and lineage["ships"] == []
+    assert lineage["runs"][1]["init_adapter"] == str(tmp_path / "first" / "adapter")
+    card = (kept / "README.md").read_text()
+    assert "(not shipped)" in card and "| first | scratch |" in card and "Releases" not in card
+    assert json.loads((kept / "metrics.json").read_text())["mean_f1"] == 1.0
+    # a third run from the kept candidate: shipping it records all three runs
+    third = tmp_path / "third"
+    random_adapter(third / "adapter", "tiny", seed=9)
+    (third / "config.yaml").write_text(f"train_data: {TRAIN_PATH}\nbatch_size: 8\ninit_adapter: {kept}\n")
+    (third / "metrics.jsonl").write_text(json.dumps({"step": 5}) + "\n")
+    ship(str(third / "adapter"), eval_dir, [], out=tmp_path / "router", run_dir=str(third))
+    assert [r["step"] for r in read_lineage(tmp_path / "router")["runs"]] == [40, 20, 5]
+    # the CLI refuses to keep over the shipped router and needs the runs
+    with pytest.raises(SystemExit):
+        main(["--keep", "--adapter", str(kept), "--eval", eval_dir])
+    assert main(["--keep", "--adapter", str(third / "adapter"), "--eval", eval_dir, "--run", str(third),
+                 "--out", str(tmp_path / "candidates" / "c2")]) == 0

@@ -133,6 +133,30 @@ def ship(adapter: str, eval_dir: str, baselines: list[tuple[str, str]], notes: s
     return out
 
 
+def keep(adapter: str, eval_dir: str, run_dirs: list[str], out: Path) -> Path:
+    """Store a candidate adapter to continue from: float16 tensors, its evaluation and the lineage of `run_dirs`
+    (oldest first; each earlier run's adapter is its exported `adapter/`)."""
+    if not run_dirs:
+        raise InputNotFoundError("--keep needs --run for every run the adapter came from (oldest first)")
+    metrics = _read_json(Path(eval_dir, "metrics.json"))
+    runs = []
+    for i, run_dir in enumerate(run_dirs):
+        made = Path(adapter) if i == len(run_dirs) - 1 else Path(run_dir) / "adapter"
+        entry = run_entry(made, Path(run_dir))
+        runs = runs + [entry] if runs else lineage_runs(entry, ROUTER_DIR)
+    cfg = write_adapter(Path(adapter), out)
+    write_json_atomic(out / "metrics.json", metrics)
+    write_json_atomic(out / LINEAGE, {"runs": runs, "ships": []})
+    lines = [f"# Candidate router `{out.name}` (not shipped)", "",
+             "Kept so that a later run can continue from it (`init_adapter=" + str(out) + "`); the shipped router "
+             "is `memroute/router/`. LoRA rank " + str(cfg.get("r")) + f", on {metrics.get('config', {}).get('data')}: "
+             f"mean F1 {metrics['mean_f1']:.3f}, exact match {metrics['exact_match']:.3f} ({metrics['n']} "
+             "conversations).", ""]
+    runs_table = lineage_markdown({"runs": runs, "ships": []}).split("\nReleases of this folder")[0].rstrip()
+    write_text_atomic(out / "README.md", "\n".join(lines) + "\n" + runs_table + "\n")
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m memroute.router.ship", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -142,8 +166,10 @@ def main(argv=None) -> int:
                    help="a system to compare with, scored on the same data (repeatable)")
     p.add_argument("--notes", help="a markdown file appended to the card (the run's budget, what it reached)")
     p.add_argument("--out", default=str(ROUTER_DIR))
-    p.add_argument("--run", help="the SFT run dir the adapter came from (config.yaml, metrics.jsonl): recorded in "
-                                 "the lineage")
+    p.add_argument("--run", action="append", default=[],
+                   help="the SFT run dir the adapter came from (config.yaml, metrics.jsonl): recorded in the lineage "
+                        "(with --keep: once per run, oldest first)")
+    p.add_argument("--keep", action="store_true", help="store a candidate to continue from (no gate, no card)")
     p.add_argument("--incumbent", help="the shipped router's predictions.jsonl on the same data: refuse to ship "
                                        "unless the candidate beats it (paired bootstrap)")
     p.add_argument("--predictions", help="where the candidate's predictions are kept (default: EVAL/predictions.jsonl)")
@@ -152,8 +178,16 @@ def main(argv=None) -> int:
         baselines = [system_spec(spec) for spec in args.baseline]
     except ValueError as e:
         p.error(f"--baseline: {e}")
+    if args.keep:
+        if args.out == str(ROUTER_DIR):
+            p.error("--keep writes a candidate: give --out a folder of its own, not the shipped router's")
+        out = keep(args.adapter, args.eval, args.run, Path(args.out))
+        print(f"kept {out}: adapter_config.json, adapter_model.safetensors, metrics.json, lineage.json, README.md")
+        return 0
+    if len(args.run) > 1:
+        p.error("--run once when shipping (the lineage before it comes from the adapter it started from)")
     notes = Path(args.notes).read_text(encoding="utf-8") if args.notes else ""
-    out = ship(args.adapter, args.eval, baselines, notes, Path(args.out), run_dir=args.run,
+    out = ship(args.adapter, args.eval, baselines, notes, Path(args.out), run_dir=args.run[0] if args.run else None,
                incumbent=args.incumbent, predictions=args.predictions)
     print(f"wrote {out}: adapter_config.json, adapter_model.safetensors, metrics.json, README.md")
     return 0
