@@ -184,7 +184,7 @@ def run(args) -> int:
         print(f"serving the shipped router: it scores higher on the embedded test split than this run's SFT + RL "
               f"({results[SHIPPED]['mean_f1']:.3f} vs {results['SFT + RL']['mean_f1']:.3f} mean F1); "
               f"`memroute serve --checkpoint {rl['adapter']}` serves this run's")
-    return _serve(served, args.port)
+    return _serve(served, args.model, args.port)
 
 
 def _plots(run_dirs) -> list[Path]:
@@ -198,23 +198,22 @@ def _plots(run_dirs) -> list[Path]:
     return paths
 
 
-def _serve(adapter: str, port: int) -> int:
-    from serve.app import deploy
+def _serve(adapter: str, model: str, port: int) -> int:
+    """Serve `adapter` on `model` until Ctrl-C or SIGTERM, then stop as `memroute serve` does: drain, then delete
+    the app. The tiny model gets Serve's tiny preset (configs/tiny_serve.yaml), as `memroute cluster up --tiny`."""
+    from memroute.core.config import load_config, preset_overrides
+    from serve.app import deploy, shutdown, wait_for_stop
     from serve.config import ServeConfig
 
-    url = deploy(ServeConfig(checkpoint=adapter, port=port))
-    print(f"\nServe endpoint: {url}  (Ctrl-C stops it)\n"
-          f"  curl -s {url}/route -H 'Content-Type: application/json' "
-          "-d '{\"conversation\": [{\"role\": \"user\", \"content\": \"Our brand voice is warm and plain.\"}]}'\n"
-          f"  python -c \"from serve.client import RouterClient; print(RouterClient('{url}').route("
-          "[{'role': 'user', 'content': 'I prefer bullet points.'}]))\"")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        from ray import serve
-
-        serve.shutdown()
+    preset = preset_overrides("tiny_serve") if model == "tiny" else []
+    cfg = load_config(ServeConfig, None, [*preset, f"engine.model={model}", f"checkpoint={adapter}", f"port={port}"])
+    url = deploy(cfg)
+    wait_for_stop(f"\nServe endpoint: {url}  (Ctrl-C stops it)\n"
+                  f"  curl -s {url}/route -H 'Content-Type: application/json' "
+                  "-d '{\"conversation\": [{\"role\": \"user\", \"content\": \"Our brand voice is warm and plain.\"}]}'\n"
+                  f"  python -c \"from serve.client import RouterClient; print(RouterClient('{url}').route("
+                  "[{'role': 'user', 'content': 'I prefer bullet points.'}]))\"")
+    shutdown(cfg)
     return 0
 
 

@@ -1,9 +1,12 @@
-"""`memroute quickstart` end to end on the tiny model: SFT, RL, evaluation of four systems, plots (no Serve: the
-Serve tests cover the endpoint; here it would block until Ctrl-C)."""
+"""`memroute quickstart` end to end on the tiny model: SFT, RL, evaluation of four systems, plots; then, resumed,
+the Serve endpoint it ends with, stopped by SIGTERM."""
 
 import json
+import signal
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -30,6 +33,37 @@ def test_quickstart_runs_every_stage_on_the_tiny_model(tmp_path):
     # the dashboard comes first, on loopback; vLLM's INFO lines went to the run's log file, not the console
     assert proc.stdout.lstrip().startswith("Ray dashboard: http://127.0.0.1:")
     assert (out / "logs" / "vllm.log").stat().st_size > 0 and "vllm.log" in proc.stdout
+
+    # resumed with the endpoint: training is skipped, the tiny model is served, SIGTERM drains and exits 0
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    serve_cmd = [a for a in cmd if a != "--no-serve"] + ["--port", str(port)]
+    server = subprocess.Popen(serve_cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, up = [], threading.Event()
+
+    def read():
+        for line in server.stdout:
+            lines.append(line)
+            if line.startswith("Serve endpoint:"):
+                up.set()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert up.wait(900), "".join(lines)[-3000:]
+        import httpx
+
+        resp = httpx.post(f"http://127.0.0.1:{port}/route", timeout=120,
+                          json={"conversation": [{"role": "user", "content": "Our brand voice is warm."}]})
+        assert resp.status_code == 200 and resp.json()["results"][0]["version"] == 0, resp.text
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(300) == 0, "".join(lines)[-3000:]
+    finally:
+        if server.poll() is None:
+            server.kill()
+    reader.join(10)
+    text = "".join(lines)
+    assert "drained:" in text and "Traceback" not in text and "SIGTERM received" not in text, text[-3000:]
 
 
 @pytest.mark.parametrize("flag, override, key", [
