@@ -76,6 +76,9 @@ class ServeConfig:
     # receipt of a request to its answer; past it: 504, the model requests cancelled, queued ones never decoded.
     # In the ingress's user_config: changeable in place (serve.reload.update(app, {...}, deployment="RouterIngress"))
     request_timeout_s: float = 30.0
+    # refuse (503, Retry-After) a request that, behind the answers already owed at the rate they come back, would
+    # outlive its deadline, instead of admitting it to end as a 504 (serve.admission)
+    admit_by_deadline: bool = True
     # per caller (ingress replica): requests waiting for a model replica slot once every replica holds
     # max_ongoing_requests (Serve's max_queued_requests; -1: unbounded); more: 503 with Retry-After
     max_queued_requests: int = 64

@@ -13,7 +13,9 @@ server keeps serving; an unexpected exception is logged and answered 500 in the 
 Deadlines and backpressure, in the same shape: a request not answered within `request_timeout_s` of its receipt
 is answered 504 (`deadline_exceeded`) and its model requests are cancelled (a queued one is never decoded, see
 serve.model); a full model queue (Serve's `max_queued_requests`: Serve raises BackPressureError at the handle)
-is a 503 (`overloaded`) with `Retry-After`, as is every POST while the app drains for a shutdown
+is a 503 (`overloaded`) with `Retry-After`, and so is a request that could not be answered before its deadline
+behind the answers already owed, at the rate they come back (serve.admission: refused at once, not left to end
+as a 504), as is every POST while the app drains for a shutdown
 (`shutting_down`, and /health answers 503). A client that disconnects has its request cancelled by Serve, which
 cancels the model requests made under it. `request_timeout_s`, `retry_after_s` and `draining` are the ingress's
 user_config, so they change in place (serve.reload.update(app, {...}, deployment="RouterIngress")).
@@ -33,6 +35,7 @@ from ray import serve
 from starlette.exceptions import HTTPException
 
 from serve import schema
+from serve.admission import Admission
 from serve.auth import authorized, check_bind
 from serve.config import ServeConfig
 from serve.metrics import IngressMetrics
@@ -166,6 +169,7 @@ class RouterIngress:
         self.model, self.cfg = model, cfg
         self.tokenizer = load_tokenizer(resolve_model(cfg.engine.model))
         self.metrics = IngressMetrics()
+        self.admission = Admission() if cfg.admit_by_deadline else None
         app.state.key_digest, app.state.metrics = key_digest, self.metrics  # for the middleware and error handlers
         app.state.draining, app.state.retry_after_s = False, cfg.retry_after_s
         self.started = time.time()
@@ -273,10 +277,20 @@ class RouterIngress:
         remaining = timeout - (time.perf_counter() - start)
         if remaining <= 0:
             raise deadline_exceeded(timeout)
+        if self.admission is not None and not self.admission.admits(len(prompts), remaining):
+            wait = self.admission.expected_wait_s(len(prompts))
+            raise ApiError(503, "overloaded", f"the model replicas answer {self.admission.rate():.2f} conversations/s "
+                           f"and owe {self.admission.owed}: an answer would take ~{wait:.0f} s, past this request's "
+                           f"deadline ({remaining:.0f} s left of request_timeout_s={timeout:g}): retry later",
+                           retry_after(self._setting("retry_after_s")))
         deadline = time.time() + remaining  # wall clock: the model replica may be another process or machine
         tasks = [asyncio.ensure_future(self._generate(p, deadline, start)) for p in prompts]
+        if self.admission is not None:
+            self.admission.begin(len(tasks))
         for task in tasks:
             task.add_done_callback(_retrieve)
+            if self.admission is not None:
+                task.add_done_callback(self._settle)
         try:
             done, pending = await asyncio.wait(tasks, timeout=remaining, return_when=asyncio.FIRST_EXCEPTION)
         finally:
@@ -289,6 +303,13 @@ class RouterIngress:
         if pending or any(out.get("expired") for out in outs):  # expired: dropped by the replica before decoding
             raise deadline_exceeded(timeout)
         return outs
+
+    def _settle(self, task: asyncio.Future) -> None:
+        """A model request ended: an answer (it counts toward the measured rate) or not (no longer owed)."""
+        if task.cancelled() or task.exception() is not None or task.result().get("expired"):
+            self.admission.gave_up()
+        else:
+            self.admission.answered()
 
     async def _generate(self, prompt: str, deadline: float, start: float) -> dict:
         from ray.exceptions import ActorDiedError, ActorUnavailableError

@@ -250,6 +250,7 @@ def test_hostile_corpus_in_process(monkeypatch):
     from serve.auth import key_digest
     from serve.config import ServeConfig
     from serve.ingress import RouterIngress
+    from serve.admission import Admission
     from serve.metrics import IngressMetrics
 
     class Generate:
@@ -263,6 +264,7 @@ def test_hostile_corpus_in_process(monkeypatch):
     replica = object.__new__(cls)
     replica.model, replica.cfg, replica.started = SimpleNamespace(generate=Generate()), cfg, time.time()
     replica.tokenizer, replica.metrics = load_tokenizer(resolve_model("tiny")), IngressMetrics()
+    replica.admission = Admission()
     key = "mr-in-process-key"
     fastapi_app = cls.route.__globals__["app"]  # the app object the class's methods see (Serve pickles the class)
     monkeypatch.setattr(fastapi_app.state, "key_digest", key_digest(key), raising=False)

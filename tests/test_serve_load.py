@@ -130,6 +130,7 @@ def ingress(monkeypatch):
     from actors.engine import EngineConfig
     from memroute.core.models import load_tokenizer, resolve_model
     from serve.auth import key_digest
+    from serve.admission import Admission
     from serve.ingress import RouterIngress
     from serve.metrics import IngressMetrics
 
@@ -147,6 +148,7 @@ def ingress(monkeypatch):
     replica = object.__new__(cls)
     replica.model, replica.cfg, replica.started = SimpleNamespace(generate=Generate()), cfg, time.time()
     replica.tokenizer, replica.metrics = load_tokenizer(resolve_model("tiny")), IngressMetrics()
+    replica.admission = Admission(min_answers=3)
     fastapi_app = cls.route.__globals__["app"]
     for name, value in (("key_digest", key_digest("k")), ("metrics", replica.metrics), ("draining", False),
                         ("retry_after_s", cfg.retry_after_s)):
@@ -195,6 +197,50 @@ def test_ingress_deadline_is_a_504_and_cancels_the_model_request(ingress):
     assert ingress.client.post("/route", json=ROUTE, headers=ingress.headers).status_code == 200
     text = ingress.replica.metrics.render().decode()
     assert 'memroute_errors_total{status="504"} 3.0' in text and "memroute_requests_in_flight 0.0" in text
+
+
+def test_admission_rate_counts_busy_time_only():
+    from serve.admission import Admission
+
+    now = [0.0]
+    adm = Admission(window=4, min_answers=3, clock=lambda: now[0])
+    assert adm.rate() is None and adm.admits(100, 0.1)  # unknown: admitted (the queue bounds still apply)
+    for _ in range(2):  # a batch of 2 answered together after 2 s of decoding, twice
+        adm.begin(2)
+        now[0] += 2.0
+        adm.answered(), adm.answered()
+        now[0] += 50.0  # idle: not service time
+    assert adm.owed == 0 and adm.rate() == 3 / 2.0  # answers at busy 2, 2, 4, 4: 3 intervals in 2 s
+    assert adm.expected_wait_s(3) == 2.0 and adm.admits(3, 2.0) and not adm.admits(4, 2.0)
+    adm.begin(6)
+    now[0] += 4.0  # a batch still decoding counts as time spent: the rate falls while nothing comes back
+    assert adm.rate() == 3 / 6.0
+    adm.gave_up(6)  # cancelled or expired: no longer owed, no answer
+    assert adm.owed == 0 and adm.rate() == 3 / 6.0
+    for _ in range(5):  # the window keeps the last 4 answers
+        adm.begin(1)
+        now[0] += 0.5
+        adm.answered()
+    assert adm.rate() == 3 / 1.5
+
+
+def test_ingress_refuses_what_cannot_be_answered_before_its_deadline(ingress):
+    async def answer(prompt, deadline):
+        await asyncio.sleep(0.05)
+        return _ok(prompt, deadline)
+
+    ingress.answer = answer
+    for _ in range(3):  # the rate is learnt from answers: ~20/s
+        assert ingress.client.post("/route", json=ROUTE, headers=ingress.headers).status_code == 200
+    admission = ingress.replica.admission
+    assert admission.owed == 0 and 5 < admission.rate() < 25
+    admission.owed = 40  # as if 40 conversations were being decoded: ~2 s of answers ahead, past the 0.5 s deadline
+    resp = ingress.client.post("/route", json=ROUTE, headers=ingress.headers)
+    message = _error(resp, 503, "overloaded")
+    assert "past this request's deadline" in message and resp.headers["retry-after"] == "3"
+    assert len(ingress.responses) == 3  # refused before the model was asked
+    admission.owed = 0
+    assert ingress.client.post("/route", json=ROUTE, headers=ingress.headers).status_code == 200
 
 
 def test_ingress_full_queue_is_a_503_with_retry_after(ingress):

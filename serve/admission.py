@@ -1,0 +1,70 @@
+"""Deadline-aware admission: refuse a request at once (503 with Retry-After) when the answers already owed, at the
+rate answers have been coming back, cannot all be given before its deadline.
+
+A fixed queue bound (Serve's `max_ongoing_requests` / `max_queued_requests`) cannot tell whether an admitted
+request will be answered in time: a replica that answers one conversation a second with 32 admitted has the last
+one waiting 32 s, past a 10 s deadline, and it ends as a 504 after taking decode time. This estimate lets the
+ingress say "retry later" while that is still cheap.
+
+The rate is answers per second of busy time (time with something owed; idle time is not counted, so a quiet
+server does not look slow) over the last `window` answers, so that it spans several decoded batches (answers of
+one batch come back together). Until `min_answers` answers have been seen the estimate is unknown and everything
+is admitted (the queue bounds still apply).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass
+class Admission:
+    window: int = 128  # answers the rate is measured over
+    min_answers: int = 16  # answers seen before the estimate is trusted
+    clock: Callable[[], float] = time.monotonic
+    owed: int = 0  # conversations sent to the model and not yet answered (or given up)
+    busy_s: float = 0.0  # time with something owed, summed
+    _tick_s: float = field(default=0.0, repr=False)
+    _answers: deque = field(default_factory=deque, repr=False)  # busy_s at each recent answer
+
+    def _advance(self) -> None:
+        now = self.clock()
+        if self.owed > 0:
+            self.busy_s += now - self._tick_s
+        self._tick_s = now
+
+    def rate(self) -> float | None:
+        """Answers per second of busy time, or None while unknown."""
+        self._advance()
+        if len(self._answers) < self.min_answers:
+            return None
+        span = self.busy_s - self._answers[0]  # up to now: the batch being decoded counts as time spent
+        return (len(self._answers) - 1) / span if span > 0 else None
+
+    def expected_wait_s(self, conversations: int) -> float | None:
+        """How long `conversations` more would wait for their answers behind those owed, or None if unknown."""
+        rate = self.rate()
+        return None if rate is None else (self.owed + conversations) / rate
+
+    def admits(self, conversations: int, remaining_s: float) -> bool:
+        wait = self.expected_wait_s(conversations)
+        return wait is None or wait <= remaining_s
+
+    def begin(self, conversations: int) -> None:
+        self._advance()
+        self.owed += conversations
+
+    def answered(self) -> None:
+        self._advance()
+        self._answers.append(self.busy_s)
+        while len(self._answers) > self.window:
+            self._answers.popleft()
+        self.owed = max(0, self.owed - 1)
+
+    def gave_up(self, conversations: int = 1) -> None:
+        """Conversations no longer owed without an answer (the deadline, an error, a client gone)."""
+        self._advance()
+        self.owed = max(0, self.owed - conversations)
