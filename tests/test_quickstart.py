@@ -62,8 +62,10 @@ def test_quickstart_runs_every_stage_on_the_tiny_model(tmp_path):
         if server.poll() is None:
             server.kill()
     reader.join(10)
-    text = "".join(lines)
-    assert "drained:" in text and "Traceback" not in text and "SIGTERM received" not in text, text[-3000:]
+    # the stop, from the banner on (before it, Ray Train's PlacementGroupCleanerMonitor thread can print its own
+    # traceback when another Ray instance runs on the machine, as the suite's session cluster does)
+    stop = "".join(lines).split("Serve endpoint:", 1)[1]
+    assert "drained:" in stop and "Traceback" not in stop and "SIGTERM received" not in stop, stop[-3000:]
 
 
 @pytest.mark.parametrize("flag, override, key", [
