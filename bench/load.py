@@ -73,8 +73,7 @@ def closed_loop(send, items: list, clients: int, seconds: float, during=None) ->
     stop.set()
     for t in threads:
         t.join(timeout=600)
-    end = time.perf_counter()
-    return {"clients": clients, "start": t0, "end": end, "seconds": end - t0, "records": records, "during": extra}
+    return {"clients": clients, "seconds": time.perf_counter() - t0, "records": records, "during": extra}
 
 
 def merge(rounds: list[dict]) -> dict:
@@ -128,7 +127,6 @@ def summarize(res: dict) -> dict:
     lat = [t1 - t0 for t0, t1, ok, _ in records if ok]
     infos = [info for *_, ok, info in records if ok]
     errors = [str(info)[:300] for *_, ok, info in records if not ok]
-    res.pop("start", None), res.pop("end", None)
     res.update(seconds=round(res["seconds"], 1), requests=len(records), ok=len(lat), errors=len(errors),
                error_samples=errors[:3], statuses=status_counts(records), rps=round(len(lat) / res["seconds"], 3),
                p50_ms=pct(lat, 0.5), p95_ms=pct(lat, 0.95), p99_ms=pct(lat, 0.99),
