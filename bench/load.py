@@ -99,7 +99,11 @@ def route_sender(url: str, key: str, honour_retry_after: bool = False):
             retry = resp.headers.get("retry-after") if honour_retry_after and resp.status_code == 503 else None
             return False, {"status": resp.status_code, "retry_after": retry, "message": resp.text[:200]}
         r = resp.json()["results"][0]
-        return True, {"status": 200, "version": r["version"], "parsed": r["parsed"], "tokens": r["completion_tokens"]}
+        info = {"status": 200, "version": r["version"], "parsed": r["parsed"], "tokens": r["completion_tokens"],
+                "ingress_ms": r["latency_ms"]}
+        if r.get("timing"):
+            info.update(r["timing"])
+        return True, info
     return send
 
 
@@ -138,7 +142,26 @@ def summarize(res: dict) -> dict:
         for i in infos:
             versions[i.get("version")] = versions.get(i.get("version"), 0) + 1
         res["answers_per_version"] = {str(k): v for k, v in sorted(versions.items(), key=lambda kv: str(kv[0]))}
+    timed = [(t1 - t0, info) for t0, t1, ok, info in records if ok and isinstance(info, dict) and "engine_ms" in info]
+    if timed:
+        res["breakdown"] = breakdown(timed)
     return res
+
+
+def breakdown(timed: list[tuple[float, dict]]) -> dict:
+    """Medians of where an answered request's time went: `client` (its wall time), `http` (client minus what the
+    ingress measured from receipt: the HTTP proxy, the network and the client), `ingress` (receipt to answer, less
+    the queue and the engine: validation, rendering, handles), `queue` (sent to the model replica -> its batch got
+    the engine) and `engine` (its batch's decode); and the median batch size."""
+    def med(values):
+        return round(statistics.median(values), 1)
+
+    return {"client_ms": med([1000 * s for s, _ in timed]),
+            "http_ms": med([1000 * s - i["ingress_ms"] for s, i in timed]),
+            "ingress_ms": med([i["ingress_ms"] - i["queue_ms"] - i["engine_ms"] for _, i in timed]),
+            "queue_ms": med([i["queue_ms"] for _, i in timed]),
+            "engine_ms": med([i["engine_ms"] for _, i in timed]),
+            "batch_size": med([i["batch_size"] for _, i in timed]), "requests": len(timed)}
 
 
 def conversations() -> list:

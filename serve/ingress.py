@@ -120,12 +120,14 @@ def shape(out: dict, latency_ms: float) -> schema.RouteResult:
     from data.taxonomy import category, set_scope
 
     parsed = parse_answer(out["text"])
+    timing = (schema.Timing(queue_ms=out["queue_ms"], engine_ms=out["engine_ms"], batch_size=out["batch_size"])
+              if "engine_ms" in out else None)
     labels = [schema.Label(name=n, horizon=category(n).horizon, scope=category(n).scope) for n in parsed.labels]
     return schema.RouteResult(labels=labels, persistence_horizon=derive_horizon(parsed.labels),
                               memory_scope=set_scope(parsed.labels), parsed=parsed.parsed, unknown=parsed.unknown,
                               text=out["text"], finish_reason=out["finish_reason"], version=out["version"],
                               prompt_tokens=out["prompt_tokens"], completion_tokens=out["completion_tokens"],
-                              latency_ms=round(latency_ms, 2))
+                              latency_ms=round(latency_ms, 2), timing=timing)
 
 
 def _proxy_host(default: str) -> str:
@@ -316,9 +318,12 @@ class RouterIngress:
         from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
         for attempt in (0, 1):
+            sent = time.time()
             response = self.model.generate.remote(prompt, deadline)
             try:
                 out = await response
+                if "engine_start" in out:
+                    out = {**out, "queue_ms": round(1000 * max(0.0, out.pop("engine_start") - sent), 2)}
                 return {**out, "latency_s": time.perf_counter() - start}
             except asyncio.CancelledError:
                 response.cancel()  # the deadline, or the client went away: Serve drops it on the replica

@@ -159,10 +159,15 @@ class RouterModel:
         with self.engine._lock:  # re-entrant: held across the deadline check and the decode (see the docstring)
             now = time.time()
             live = [i for i, d in enumerate(deadlines) if d is None or d > now]
+            started = time.perf_counter()
             groups = self._sample([prompts[i] for i in live]) if live else []
+            engine_ms = round(1000 * (time.perf_counter() - started), 2)
         out: list[dict] = [{"expired": True} for _ in prompts]
+        # when the batch got the engine (wall clock: the ingress, maybe another process, subtracts its send time)
+        # and how long its decode took, for the latency breakdown the ingress reports
+        timing = {"engine_start": now, "engine_ms": engine_ms, "batch_size": len(live)}
         for i, g in zip(live, groups):
-            out[i] = _result(g[0])
+            out[i] = {**_result(g[0]), **timing}
         return out
 
     async def probe(self, checkpoint: str | None, conversations: list[list[dict]]) -> dict:

@@ -62,6 +62,13 @@ class Label(BaseModel):
     scope: Literal[SCOPES]  # type: ignore[valid-type]
 
 
+class Timing(BaseModel):
+    """Where a conversation's latency went, as the ingress and the model replica measured it."""
+    queue_ms: float  # the ingress sending it to the replica -> its batch getting the engine (routing, batching, lock)
+    engine_ms: float  # its batch's decode in the engine (the whole batch: one vLLM generate)
+    batch_size: int  # conversations decoded in that batch
+
+
 class RouteResult(BaseModel):
     labels: list[Label]  # taxonomy order; [] when the answer held no label (parsed false)
     persistence_horizon: str  # the set's horizon: shared by all labels, "mixed", or "none"
@@ -74,6 +81,7 @@ class RouteResult(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     latency_ms: float  # receipt of the request to the answer, as the ingress measured it
+    timing: Timing | None = None  # where latency_ms went (None: the replica did not say)
 
 
 class RouteResponse(BaseModel):

@@ -42,3 +42,17 @@ def test_senders_without_statuses_and_merged_rounds():
     assert merged["rounds"] == 2 and out["requests"] == len(rounds[0]["records"]) + len(rounds[1]["records"])
     assert set(out["statuses"]) == {"200", "error"} and "parsed_share" not in out
     assert out["rps"] == round(out["ok"] / merged["seconds"], 3) > 0
+
+
+def test_latency_breakdown_splits_the_client_time():
+    # a request of 300 ms at the client, 250 ms in the ingress: 50 ms over HTTP; 20 ms queued, 200 ms decoding,
+    # so 30 ms in the ingress itself
+    info = {"status": 200, "version": 0, "parsed": True, "tokens": 3, "ingress_ms": 250.0, "queue_ms": 20.0,
+            "engine_ms": 200.0, "batch_size": 1}
+    res = {"clients": 1, "seconds": 1.0, "during": None,
+           "records": [(0.0, 0.3, True, info), (1.0, 1.3, True, info), (2.0, 2.1, False, {"status": 503})]}
+    b = summarize(res)["breakdown"]
+    assert b == {"client_ms": 300.0, "http_ms": 50.0, "ingress_ms": 30.0, "queue_ms": 20.0, "engine_ms": 200.0,
+                 "batch_size": 1, "requests": 2}
+    untimed = dict(res, records=[(0.0, 0.3, True, {"status": 200, "parsed": True, "tokens": 3})])
+    assert "breakdown" not in summarize(untimed)

@@ -275,6 +275,9 @@ def test_route_one_conversation_and_a_batch(app):
         for lb in one["labels"]:
             assert (lb["horizon"], lb["scope"]) == (category(lb["name"]).horizon, category(lb["name"]).scope)
         assert one["prompt_tokens"] > 50 and one["latency_ms"] > 0
+        timing = one["timing"]  # the breakdown: the queue and the decode fit in the ingress's latency
+        assert timing["engine_ms"] > 0 and timing["queue_ms"] >= 0 and timing["batch_size"] >= 1
+        assert timing["queue_ms"] + timing["engine_ms"] <= one["latency_ms"] + 5  # 5 ms: clock reads apart
         batch = client.route([CONV, CONV2, CONV])
         assert len(batch) == 3 and all(r["parsed"] for r in batch)
         assert batch[0]["text"] == batch[2]["text"] == one["text"]  # greedy: same conversation, same answer
