@@ -68,3 +68,48 @@ class Admission:
         """Conversations no longer owed without an answer (the deadline, an error, a client gone)."""
         self._advance()
         self.owed = max(0, self.owed - conversations)
+
+
+@dataclass
+class DecodeCost:
+    """A model replica's decode time for a batch of m conversations, from its recent batches, and which of a batch's
+    conversations it can still answer before their deadlines.
+
+    The ingress's estimate above sees answers come back in lumps (a batch's answers arrive together), so a request
+    admitted just after a batch started waits for that batch and then for its own; the replica is where that is
+    known: when a batch gets the engine, each conversation's deadline is checked against the batch's expected end,
+    and one that would miss it is refused there and then (the ingress's 503, not a 504 after the decode time was
+    spent). The expected time scales the most recent batch of the nearest size linearly in m; `margin` covers its
+    error."""
+    history: int = 32  # batches remembered
+    margin: float = 1.15  # expected seconds times this must fit before the deadline
+    _batches: deque = field(default_factory=deque, repr=False)  # (size, seconds), newest last
+
+    def observe(self, size: int, seconds: float) -> None:
+        if size > 0:
+            self._batches.append((size, seconds))
+            while len(self._batches) > self.history:
+                self._batches.popleft()
+
+    def expected_s(self, size: int) -> float | None:
+        """Seconds to decode a batch of `size`, or None before any batch was seen."""
+        if not self._batches:
+            return None
+        # the newest batch of the nearest size (reversed: on a tie the newer wins)
+        near, seconds = min(reversed(self._batches), key=lambda b: abs(b[0] - size))
+        return seconds * size / near
+
+    def schedule(self, deadlines: list[float | None], now: float) -> tuple[list[int], list[int], list[int]]:
+        """Split a batch into (run, late, expired) indices: expired have passed their deadline (wall clock; None:
+        none); of the rest, the most that can all end before each one's deadline run, taken latest deadline first,
+        and the others are late (refused)."""
+        expired = [i for i, d in enumerate(deadlines) if d is not None and d <= now]
+        waiting = sorted((i for i, d in enumerate(deadlines) if d is None or d > now),
+                         key=lambda i: -(deadlines[i] if deadlines[i] is not None else float("inf")))
+        if self.expected_s(1) is None:
+            return sorted(waiting), [], expired
+        run, late = [], []
+        for i in waiting:  # deadlines fall along the list: the one being added is the earliest of those kept
+            end = now + self.margin * self.expected_s(len(run) + 1)
+            (run if deadlines[i] is None or end <= deadlines[i] else late).append(i)
+        return sorted(run), sorted(late), expired

@@ -15,7 +15,7 @@ is answered 504 (`deadline_exceeded`) and its model requests are cancelled (a qu
 serve.model); a full model queue (Serve's `max_queued_requests`: Serve raises BackPressureError at the handle)
 is a 503 (`overloaded`) with `Retry-After`, and so is a request that could not be answered before its deadline
 behind the answers already owed, at the rate they come back (serve.admission: refused at once, not left to end
-as a 504), as is every POST while the app drains for a shutdown
+as a 504), or that the model replica refused because its batch would end past the deadline, as is every POST while the app drains for a shutdown
 (`shutting_down`, and /health answers 503). A client that disconnects has its request cancelled by Serve, which
 cancels the model requests made under it. `request_timeout_s`, `retry_after_s` and `draining` are the ingress's
 user_config, so they change in place (serve.reload.update(app, {...}, deployment="RouterIngress")).
@@ -304,11 +304,16 @@ class RouterIngress:
         outs = [t.result() for t in tasks] if not pending else []
         if pending or any(out.get("expired") for out in outs):  # expired: dropped by the replica before decoding
             raise deadline_exceeded(timeout)
+        late = [out for out in outs if out.get("late")]  # refused by the replica: its batch would end too late
+        if late:
+            raise ApiError(503, "overloaded", f"the model replica's batch would take ~{late[0]['expected_s']:g} s, "
+                           f"past this request's deadline (request_timeout_s={timeout:g}): retry later",
+                           retry_after(self._setting("retry_after_s")))
         return outs
 
     def _settle(self, task: asyncio.Future) -> None:
         """A model request ended: an answer (it counts toward the measured rate) or not (no longer owed)."""
-        if task.cancelled() or task.exception() is not None or task.result().get("expired"):
+        if task.cancelled() or task.exception() is not None or "text" not in task.result():  # expired or late
             self.admission.gave_up()
         else:
             self.admission.answered()

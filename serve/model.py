@@ -21,7 +21,9 @@ rollout workers), driven from a worker thread under the engine's lock: `LLM` is 
 cannot be aborted from another thread in the middle of a decode, and a batch once started runs to its end (at
 most the answer cap in decode steps). What can be stopped is stopped: every conversation carries its wall-clock
 deadline, and conversations whose deadline has passed when their batch gets the engine are dropped before
-generation (answered `{"expired": true}`: the ingress's 504); a request cancelled by the ingress (its deadline,
+generation (answered `{"expired": true}`: the ingress's 504), as are those that would miss it behind the batch's
+expected decode time (`serve.admission.DecodeCost`, from this replica's recent batches; answered `{"late": true}`:
+the ingress's 503 with Retry-After, refused before the deadline instead of answered after it); a request cancelled by the ingress (its deadline,
 or a client that disconnected) is removed from the `@serve.batch` queue by Serve before its batch starts, and
 the result of one cancelled mid-batch is dropped.
 
@@ -53,6 +55,7 @@ from ray import serve
 
 from actors.engine import Engine, EngineConfig
 from data.taxonomy import NONE, REAL_LABELS
+from serve.admission import DecodeCost
 from serve.config import ANSWER_TOKENS_BOUND, ServeConfigError, resolve_checkpoint
 
 
@@ -103,6 +106,7 @@ class RouterModel:
         self._weights: tuple | None = None  # the (checkpoint, version) in the engine
         self._adapter = None  # (tensors, adapter config) of the adapter merged in the weights; None: base weights
         self._dead: Exception | None = None
+        self.decode_cost = DecodeCost()  # which conversations of a batch can still make their deadlines
 
     async def reconfigure(self, user_config: dict) -> None:
         """Apply the user_config: the adapter (`checkpoint`, None = base model) as `version`, and the batching and
@@ -158,11 +162,15 @@ class RouterModel:
     def _generate(self, prompts: list[str], deadlines: list[float | None]) -> list[dict]:
         with self.engine._lock:  # re-entrant: held across the deadline check and the decode (see the docstring)
             now = time.time()
-            live = [i for i, d in enumerate(deadlines) if d is None or d > now]
+            live, late, _ = self.decode_cost.schedule(deadlines, now)
             started = time.perf_counter()
             groups = self._sample([prompts[i] for i in live]) if live else []
-            engine_ms = round(1000 * (time.perf_counter() - started), 2)
+            seconds = time.perf_counter() - started
+            self.decode_cost.observe(len(live), seconds)
+            engine_ms = round(1000 * seconds, 2)
         out: list[dict] = [{"expired": True} for _ in prompts]
+        for i in late:
+            out[i] = {"late": True, "expected_s": round(self.decode_cost.expected_s(len(live) + 1), 2)}
         # when the batch got the engine (wall clock: the ingress, maybe another process, subtracts its send time)
         # and how long its decode took, for the latency breakdown the ingress reports
         timing = {"engine_start": now, "engine_ms": engine_ms, "batch_size": len(live)}

@@ -192,6 +192,14 @@ def test_ingress_deadline_is_a_504_and_cancels_the_model_request(ingress):
     ingress.answer = expired
     _error(ingress.client.post("/route", json={"conversations": [CONV, CONV]}, headers=ingress.headers), 504,
            "deadline_exceeded")
+
+    async def late(prompt, deadline):  # the replica refused it: its batch would have ended past the deadline
+        return {"late": True, "expected_s": 7.5}
+
+    ingress.answer = late
+    resp = ingress.client.post("/route", json=ROUTE, headers=ingress.headers)
+    assert "~7.5 s, past this request's deadline" in _error(resp, 503, "overloaded")
+    assert resp.headers["retry-after"] == "3" and ingress.replica.admission.owed == 0  # not owed any more
     ingress.replica.reconfigure({"request_timeout_s": 60})  # in place, from the user_config
     ingress.answer = lambda p, d: asyncio.sleep(0, _ok(p, d))
     assert ingress.client.post("/route", json=ROUTE, headers=ingress.headers).status_code == 200
@@ -222,6 +230,30 @@ def test_admission_rate_counts_busy_time_only():
         now[0] += 0.5
         adm.answered()
     assert adm.rate() == 3 / 1.5
+
+
+def test_decode_cost_runs_what_can_end_before_its_deadline():
+    from serve.admission import DecodeCost
+
+    cost = DecodeCost(margin=1.0)
+    assert cost.expected_s(4) is None
+    assert cost.schedule([None, 5.0, 1.0], now=2.0) == ([0, 1], [], [2])  # unknown cost: all live ones run
+    cost.observe(4, 2.0)  # 0.5 s per conversation
+    cost.observe(1, 0.4)
+    cost.observe(0, 9.0)  # an empty batch says nothing
+    assert cost.expected_s(1) == 0.4 and cost.expected_s(2) == 0.8 and cost.expected_s(8) == 4.0
+    assert cost.expected_s(3) == 1.5  # scaled from the nearest size seen (4), not from 1
+    # at t=10, latest deadline first: none (1 conversation: ends 10.4), 13.0 (2: 10.8), 11.6 (3: 11.5) fit; 10.5
+    # would make 4, ending at 12.0: refused; 9.0 has passed
+    run, late, expired = cost.schedule([10.5, 11.6, 13.0, None, 9.0], now=10.0)
+    assert expired == [4] and run == [1, 2, 3] and late == [0]
+    cost = DecodeCost(margin=2.0, history=2)
+    for size, seconds in ((4, 100.0), (4, 2.0), (2, 1.0)):
+        cost.observe(size, seconds)
+    assert cost.expected_s(4) == 2.0  # the oldest batch is forgotten
+    # margin 2: one conversation (0.5 s from the batch of 2) must fit 1 s, two must fit 2 s
+    assert cost.schedule([11.9, 14.1], now=10.0) == ([1], [0], [])
+    assert cost.schedule([12.0, 14.1], now=10.0) == ([0, 1], [], [])
 
 
 def test_ingress_refuses_what_cannot_be_answered_before_its_deadline(ingress):
