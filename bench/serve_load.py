@@ -5,13 +5,15 @@
 
 On a local Ray instance of its own (2 CPUs), in order:
 
-1. **The engine alone** (`actors.engine.Engine` in this process, the served adapter merged in, the served
-   decoding: greedy, constrained to the label grammar, the answer cap): one batched `sample` over every prompt
-   (offline requests/s), then the same prompts one request at a time (single-request latency). Then it is shut
-   down, so the Serve phases have the machine to themselves.
-2. **Serve** (`serve.app.deploy`, one model replica, API key on, over loopback HTTP with closed-loop clients that
-   send the embedded test conversations on `/route`): 1 client (p50 against the engine's single-request latency)
-   and 32 clients (requests/s against the engine's offline throughput).
+1. **The engine alone against Serve, in rounds** (`--rounds`, alternating so that both see the same machine
+   load). The engine alone is `actors.engine.Engine` in this process with the served adapter merged in and the
+   served decoding (greedy, constrained to the label grammar, the answer cap): one batched `sample` over every
+   prompt (offline requests/s) and prompts one request at a time (single-request latency). Serve is
+   `serve.app.deploy`, one model replica, API key on, over loopback HTTP with closed-loop clients that send the
+   embedded test conversations on `/route`: 1 client (p50 against the engine's single-request latency) and 32
+   clients (requests/s against the engine's offline throughput). Then the engine alone is shut down.
+2. **Where the time goes**: each answer's `timing` (queue to the engine, the batch's decode) and the ingress's
+   `latency_ms` against the client's wall time, as medians per phase (`breakdown`).
 3. **Overload**: the replica's queue made small in place (`max_ongoing_requests` / `max_queued_requests`, Serve's
    own options) and a short deadline (`request_timeout_s`), then 64 clients that honour `Retry-After`: every
    answer a 200 or a 503 within the deadline, none waiting past it; 504s and other statuses counted.
@@ -46,6 +48,8 @@ def parse_args(argv=None):
                    "copy of --checkpoint, published as a new version)")
     p.add_argument("--seconds", type=float, default=20.0, help="per load phase (default: %(default)s)")
     p.add_argument("--clients", type=int, default=32, help="the throughput phase (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of the engine-alone and Serve phases at 1 and "
+                   "--clients clients, alternating, each of --seconds / rounds (default: %(default)s)")
     p.add_argument("--overload-clients", type=int, default=64, help="default: %(default)s")
     p.add_argument("--overload-queue", type=int, default=4, help="max_queued_requests in the overload phase")
     p.add_argument("--overload-deadline", type=float, default=10.0, help="request_timeout_s in the overload phase")
@@ -58,48 +62,61 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def engine_phase(cfg, adapter: Path | None, convs: list, offline: bool = True) -> dict:
-    """The engine alone, decoding as a replica does: offline throughput (unless not `offline`) and single-request
-    latency."""
-    from vllm.sampling_params import StructuredOutputsParams
+class EngineAlone:
+    """The engine in this process, decoding as a replica does (the served adapter merged in, greedy, constrained to
+    the label grammar, the answer cap): offline batches and single requests, timed."""
 
-    from actors.engine import Engine
-    from bench.load import pct
-    from memroute.core.adapter import read_adapter
-    from serve.model import answer_cap, label_regex
+    def __init__(self, cfg, adapter: Path | None, convs: list):
+        from vllm.sampling_params import StructuredOutputsParams
 
-    engine = Engine(cfg.engine)
-    try:
+        from actors.engine import Engine
+        from memroute.core.adapter import read_adapter
+        from serve.model import answer_cap, label_regex
+
+        self.engine = Engine(cfg.engine)
         if adapter is not None:
-            engine.load_weights(0, *read_adapter(adapter))
-        cap = answer_cap(engine.tokenizer, cfg.answer_margin_tokens)
-        max_tokens = min(cap, cfg.max_tokens) if cfg.max_tokens else cap
-        sampling = {"structured_outputs": StructuredOutputsParams(regex=label_regex())}
-        prompts = engine.render(convs)
+            self.engine.load_weights(0, *read_adapter(adapter))
+        cap = answer_cap(self.engine.tokenizer, cfg.answer_margin_tokens)
+        self.max_tokens = min(cap, cfg.max_tokens) if cfg.max_tokens else cap
+        self.sampling = {"structured_outputs": StructuredOutputsParams(regex=label_regex())}
+        self.prompts = self.engine.render(convs)
+        self._sample(self.prompts[:4])  # warm-up (grammar compiled, caches touched)
 
-        def sample(batch):
-            return engine.sample(batch, 1, temperature=0.0, max_tokens=max_tokens, **sampling)
+    def _sample(self, batch):
+        return self.engine.sample(batch, 1, temperature=0.0, max_tokens=self.max_tokens, **self.sampling)
 
-        sample(prompts[:4])  # warm-up (grammar compiled, caches touched)
+    def offline_s(self) -> float:
+        """Seconds for one batched `sample` over every prompt."""
         t0 = time.perf_counter()
-        if offline:
-            sample(prompts)
-        offline_s = time.perf_counter() - t0 if offline else None
-        single = []
-        for p in prompts[:24]:
+        self._sample(self.prompts)
+        return time.perf_counter() - t0
+
+    def single_s(self, n: int = 24) -> list[float]:
+        """Seconds of each of the first `n` prompts, one request at a time."""
+        out = []
+        for p in self.prompts[:n]:
             t = time.perf_counter()
-            sample([p])
-            single.append(time.perf_counter() - t)
-    finally:
-        engine.shutdown()
-    return {"prompts": len(prompts), "offline_seconds": round(offline_s, 2) if offline else None,
-            "offline_rps": round(len(prompts) / offline_s, 3) if offline else None, "single_requests": len(single),
-            "single_p50_ms": pct(single, 0.5), "single_p95_ms": pct(single, 0.95), "max_tokens": max_tokens}
+            self._sample([p])
+            out.append(time.perf_counter() - t)
+        return out
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()
+
+
+def engine_summary(offline: list[float], single: list[float], alone: EngineAlone) -> dict:
+    from bench.load import pct
+
+    n = len(alone.prompts)
+    return {"prompts": n, "offline_rounds": len(offline), "offline_seconds": round(sum(offline), 2) if offline else None,
+            "offline_rps": round(n * len(offline) / sum(offline), 3) if offline else None,
+            "single_requests": len(single), "single_p50_ms": pct(single, 0.5), "single_p95_ms": pct(single, 0.95),
+            "max_tokens": alone.max_tokens}
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from bench.load import bench_session, closed_loop, conversations, route_sender, summarize
+    from bench.load import bench_session, closed_loop, conversations, merge, route_sender, summarize
 
     tmp, key = bench_session("serve-load-")
     import ray
@@ -121,8 +138,9 @@ def main(argv=None) -> int:
                     "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                 "loadavg_start": os.getloadavg()}}
     phases = report["phases"] = {}
-    report["engine"] = engine_phase(cfg, served, convs, offline=not args.latency_only)
-    print(f"engine alone: {report['engine']}", flush=True)
+    # the engine stays up through the Serve phases and they alternate in rounds, so that the ratios compare runs
+    # under the same machine load (Ray's processes included) rather than runs minutes apart
+    alone = EngineAlone(cfg, served, convs)
     if args.worker_niceness is not None:  # read by the raylet ray.init starts
         os.environ["RAY_worker_niceness"] = str(args.worker_niceness)
     report["worker_niceness"] = int(os.environ.get("RAY_worker_niceness", 15))
@@ -133,9 +151,21 @@ def main(argv=None) -> int:
         report["app_start_s"] = round(time.perf_counter() - t0, 1)
         send = route_sender(url, key, honour_retry_after=True)
         closed_loop(send, convs[:4], 4, 3)  # warm-up
-        for clients in (1,) if args.latency_only else (1, args.clients):
-            phases[f"serve_{clients}"] = summarize(closed_loop(send, convs, clients, args.seconds))
-            print(f"  {clients} clients: {phases[f'serve_{clients}']}", flush=True)
+        offline, single, rounds = [], [], {1: [], args.clients: []}
+        for r in range(args.rounds):
+            single += alone.single_s(max(1, 24 // args.rounds))
+            rounds[1].append(closed_loop(send, convs, 1, args.seconds / args.rounds))
+            if not args.latency_only:
+                offline.append(alone.offline_s())
+                rounds[args.clients].append(closed_loop(send, convs, args.clients, args.seconds / args.rounds))
+            print(f"  round {r + 1} of {args.rounds} done", flush=True)
+        alone.shutdown()  # the phases below have no engine-alone counterpart
+        report["engine"] = engine_summary(offline, single, alone)
+        print(f"engine alone: {report['engine']}", flush=True)
+        for clients, done in rounds.items():
+            if done:
+                phases[f"serve_{clients}"] = summarize(merge(done))
+                print(f"  {clients} clients: {phases[f'serve_{clients}']}", flush=True)
         if args.latency_only:
             return finish(report, args, cfg.app_name)
 
@@ -172,6 +202,7 @@ def main(argv=None) -> int:
         print(f"  reload: {reload_res}", flush=True)
         return finish(report, args, cfg.app_name)
     finally:
+        alone.shutdown()  # idempotent
         serve.shutdown()
         ray.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
