@@ -110,6 +110,7 @@ class Learner:
         from learner.logprobs import group_logprobs
         from learner.lora import reference_mode
 
+        self.policy.eval()  # no dropout: these logprobs must be the sampled policy's (see update)
         with torch.no_grad():
             if reference:
                 with reference_mode(self.policy):
@@ -136,7 +137,10 @@ class Learner:
         local_tokens = sum(g.n_tokens() for g in groups)
         total = global_tokens or local_tokens  # a rank with no groups still joins the all-reduce (zero grads)
         lc = self.cfg.loss
-        self.policy.train()
+        # eval mode, gradients still on: the importance ratio compares this policy with the one the rollout engine
+        # sampled from, which has no dropout; an adapter trained with LoRA dropout (SFT) would otherwise be scored
+        # with random units dropped, its ratios and the weight-push probe off by that noise
+        self.policy.eval()
         self.optimizer.zero_grad(set_to_none=True)
         sums = {"loss": 0.0, "mean_ratio": 0.0, "clip_fraction": 0.0, "kl": 0.0, "entropy": 0.0}
         max_ratio = 0.0

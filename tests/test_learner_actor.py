@@ -163,3 +163,24 @@ def test_kl_to_the_starting_adapter(tmp_path):
     assert flat(base.logprobs(PROMPT, [GOOD], reference=True)) != pytest.approx(flat(ref0[:1]), abs=1e-4)
     with pytest.raises(ValueError, match="kl_reference=start needs"):
         Learner(config(loss=LossConfig(kl_reference="start")))
+
+
+def test_an_adapter_trained_with_dropout_is_scored_without_it(tmp_path):
+    """RL from an SFT adapter saved with LoRA dropout: the learner's logprobs are the sampled policy's (no units
+    dropped), before and after an update, so the first update's ratios are exactly 1 and the push probe agrees."""
+    from learner.lora import build_policy
+
+    start = tmp_path / "start"
+    policy = build_policy(ModelConfig(name="tiny", dtype="float32"), LoraConfig(rank=4, alpha=8, dropout=0.5))
+    with torch.no_grad():
+        for name, t in policy.named_parameters():
+            if "lora_B" in name:
+                t.normal_(0, 0.05)
+    policy.save_pretrained(str(start))
+    learner = Learner(config(adapter=str(start)))
+    before = flat(learner.logprobs(PROMPT, [GOOD, BAD]))
+    assert flat(learner.logprobs(PROMPT, [GOOD, BAD])) == before  # deterministic: dropout is off
+    stats = learner.update([group_from(learner)])
+    assert stats["mean_ratio"] == pytest.approx(1.0, abs=1e-6)  # on-policy: learner == sampler exactly
+    after = flat(learner.logprobs(PROMPT, [GOOD, BAD]))
+    assert flat(learner.logprobs(PROMPT, [GOOD, BAD])) == after != before  # moved, and still deterministic
