@@ -307,7 +307,8 @@ class RouterIngress:
         late = [out for out in outs if out.get("late")]  # refused by the replica: its batch would end too late
         if late:
             raise ApiError(503, "overloaded", f"the model replica's batch would take ~{late[0]['expected_s']:g} s, "
-                           f"past this request's deadline (request_timeout_s={timeout:g}): retry later",
+                           f"past this request's deadline (~{late[0].get('left_s', 0):g} s left of "
+                           f"request_timeout_s={timeout:g} when it got the engine): retry later",
                            retry_after(self._setting("retry_after_s")))
         return outs
 

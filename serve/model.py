@@ -170,7 +170,8 @@ class RouterModel:
             engine_ms = round(1000 * seconds, 2)
         out: list[dict] = [{"expired": True} for _ in prompts]
         for i in late:
-            out[i] = {"late": True, "expected_s": round(self.decode_cost.expected_s(len(live) + 1), 2)}
+            out[i] = {"late": True, "expected_s": round(self.decode_cost.expected_s(len(live) + 1), 2),
+                      "left_s": round(deadlines[i] - now, 2)}
         # when the batch got the engine (wall clock: the ingress, maybe another process, subtracts its send time)
         # and how long its decode took, for the latency breakdown the ingress reports
         timing = {"engine_start": now, "engine_ms": engine_ms, "batch_size": len(live)}

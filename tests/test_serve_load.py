@@ -194,11 +194,11 @@ def test_ingress_deadline_is_a_504_and_cancels_the_model_request(ingress):
            "deadline_exceeded")
 
     async def late(prompt, deadline):  # the replica refused it: its batch would have ended past the deadline
-        return {"late": True, "expected_s": 7.5}
+        return {"late": True, "expected_s": 7.5, "left_s": 4.25}
 
     ingress.answer = late
     resp = ingress.client.post("/route", json=ROUTE, headers=ingress.headers)
-    assert "~7.5 s, past this request's deadline" in _error(resp, 503, "overloaded")
+    assert "~7.5 s, past this request's deadline (~4.25 s left" in _error(resp, 503, "overloaded")
     assert resp.headers["retry-after"] == "3" and ingress.replica.admission.owed == 0  # not owed any more
     ingress.replica.reconfigure({"request_timeout_s": 60})  # in place, from the user_config
     ingress.answer = lambda p, d: asyncio.sleep(0, _ok(p, d))
