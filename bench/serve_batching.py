@@ -1,4 +1,4 @@
-"""Benchmark: batched serving vs one-at-a-time HF generate, `@serve.batch` vs none, against ray.serve.llm.
+"""Benchmark: batched serving vs one-at-a-time HF generate, the replica's batching vs none, against ray.serve.llm.
 
 (The serving targets of deadlines, backpressure and reloads are bench/serve_load.py's; this one measures the
 batching choices. Helpers shared with it: bench/load.py.)
@@ -10,14 +10,14 @@ On a local Ray instance of its own (2 CPUs; never a running cluster), it deploys
 model replica, API key on) and drives it over loopback HTTP with closed-loop clients (each sends one
 conversation from the embedded test split, waits for the answer, sends the next) for `--seconds` per phase:
 
-1. constrained answers (the default), `@serve.batch` up to 32: 1, 8 and 32 clients;
+1. constrained answers (the default), batches (serve.batcher) up to 32: 1, 8 and 32 clients;
 2. at 32 clients, unconstrained answers (free text up to the answer cap, serve.model.answer_cap: 41 tokens for
    SmolLM2, or --max-tokens; the same for HF and ray.serve.llm), batched, in two rounds
    interleaved with two rounds of `actors.hf_engine.HFEngine` in this process, one request at a time, greedy,
    the same prompts and max_new_tokens (the machine's load drifts; interleaving gives both the same). One
    request at a time means 32 clients would wait on one generate loop, so HF's requests/s is that loop's rate
    (measured without HTTP: the comparison favours HF). Then max_batch_size=1 (each request its own engine
-   call: what the engine does without `@serve.batch`). Both knobs change in place through the user_config;
+   call: what the engine does without batching). Both knobs change in place through the user_config;
 3. hot reload under load (8 clients): `serve.reload.publish` of `--checkpoint` (default: the newest adapter of
    runs/sft-shared, copied first; a random LoRA when there is none), counting failed requests;
 4. ray.serve.llm (vLLM's AsyncLLM behind Serve, continuous batching) at 32 clients on /v1/completions, the same

