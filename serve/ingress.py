@@ -15,8 +15,8 @@ is answered 504 (`deadline_exceeded`) and its model requests are cancelled (a qu
 serve.model); a full model queue (Serve's `max_queued_requests`: Serve raises BackPressureError at the handle)
 is a 503 (`overloaded`) with `Retry-After`, and so is a request that could not be answered before its deadline
 behind the answers already owed, at the rate they come back (serve.admission: refused at once, not left to end
-as a 504), or that the model replica refused because its batch would end past the deadline, as is every POST while the app drains for a shutdown
-(`shutting_down`, and /health answers 503). A client that disconnects has its request cancelled by Serve, which
+as a 504), or that the model replica refused because its batch would end past the deadline, as is every POST
+while the app drains for a shutdown (`shutting_down`, and /health answers 503). A client that disconnects has its request cancelled by Serve, which
 cancels the model requests made under it. `request_timeout_s`, `retry_after_s` and `draining` are the ingress's
 user_config, so they change in place (serve.reload.update(app, {...}, deployment="RouterIngress")).
 """

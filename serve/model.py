@@ -24,9 +24,9 @@ most the answer cap in decode steps). What can be stopped is stopped: every conv
 deadline, and conversations whose deadline has passed when their batch gets the engine are dropped before
 generation (answered `{"expired": true}`: the ingress's 504), as are those that would miss it behind the batch's
 expected decode time (`serve.admission.DecodeCost`, from this replica's recent batches; answered `{"late": true}`:
-the ingress's 503 with Retry-After, refused before the deadline instead of answered after it); a request cancelled by the ingress (its deadline,
-or a client that disconnected) is left out of its batch if it has not started, and
-the result of one cancelled mid-batch is dropped.
+the ingress's 503 with Retry-After, refused before the deadline instead of answered after it); a request
+cancelled by the ingress (its deadline, or a client that disconnected) is left out of its batch if that has not
+started, and the result of one cancelled mid-batch is dropped.
 
 Hot reload: the adapter is in the deployment's `user_config` ({"checkpoint", "version"}, beside the batching and
 decoding knobs). Serve applies a changed user_config in place: `reconfigure` runs on every live replica, and a
