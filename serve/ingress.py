@@ -18,7 +18,8 @@ behind the answers already owed, at the rate they come back (serve.admission: re
 as a 504), or that the model replica refused because its batch would end past the deadline, as is every POST
 while the app drains for a shutdown (`shutting_down`, and /health answers 503). A client that disconnects has its request cancelled by Serve, which
 cancels the model requests made under it. `request_timeout_s`, `retry_after_s` and `draining` are the ingress's
-user_config, so they change in place (serve.reload.update(app, {...}, deployment="RouterIngress")).
+user_config, so they change in place (serve.reload.update(app, {...}, deployment="RouterIngress")), as does
+`admit_by_deadline`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import logging
 import math
 import time
 import uuid
+from functools import partial
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -154,6 +156,14 @@ def deadline_exceeded(timeout_s: float) -> ApiError:
                                               f"receipt; its generation was cancelled")
 
 
+def _settle(admission: Admission, task: asyncio.Future) -> None:
+    """A model request ended: an answer (it counts toward the measured rate) or not (no longer owed)."""
+    if task.cancelled() or task.exception() is not None or "text" not in task.result():  # expired or late
+        admission.gave_up()
+    else:
+        admission.answered()
+
+
 def _retrieve(task: asyncio.Task) -> None:  # a done callback: no "exception was never retrieved" warnings
     if not task.cancelled():
         task.exception()
@@ -177,11 +187,15 @@ class RouterIngress:
         self.started = time.time()
 
     def reconfigure(self, user_config: dict) -> None:
-        """The in-place settings: `request_timeout_s` and `retry_after_s` (default: the ServeConfig's) and
-        `draining` (serve.reload.drain sets it for a shutdown: POSTs get 503, /health 503)."""
+        """The in-place settings: `request_timeout_s`, `retry_after_s` and `admit_by_deadline` (default: the
+        ServeConfig's) and `draining` (serve.reload.drain sets it for a shutdown: POSTs get 503, /health 503)."""
         self.user_config = dict(user_config or {})
         app.state.draining = bool(self.user_config.get("draining", False))
         app.state.retry_after_s = self._setting("retry_after_s")
+        if not self.user_config.get("admit_by_deadline", self.cfg.admit_by_deadline):
+            self.admission = None
+        elif self.admission is None:  # switched on: a new estimate (kept, with what it learnt, while it stays on)
+            self.admission = Admission()
 
     def _setting(self, key: str) -> float:
         return float(self.user_config.get(key, getattr(self.cfg, key)))
@@ -287,12 +301,13 @@ class RouterIngress:
                            retry_after(self._setting("retry_after_s")))
         deadline = time.time() + remaining  # wall clock: the model replica may be another process or machine
         tasks = [asyncio.ensure_future(self._generate(p, deadline, start)) for p in prompts]
-        if self.admission is not None:
-            self.admission.begin(len(tasks))
+        admission = self.admission  # the one these tasks settle with, even if reconfigure switches it off
+        if admission is not None:
+            admission.begin(len(tasks))
         for task in tasks:
             task.add_done_callback(_retrieve)
-            if self.admission is not None:
-                task.add_done_callback(self._settle)
+            if admission is not None:
+                task.add_done_callback(partial(_settle, admission))
         try:
             done, pending = await asyncio.wait(tasks, timeout=remaining, return_when=asyncio.FIRST_EXCEPTION)
         finally:
@@ -311,13 +326,6 @@ class RouterIngress:
                            f"request_timeout_s={timeout:g} when it got the engine): retry later",
                            retry_after(self._setting("retry_after_s")))
         return outs
-
-    def _settle(self, task: asyncio.Future) -> None:
-        """A model request ended: an answer (it counts toward the measured rate) or not (no longer owed)."""
-        if task.cancelled() or task.exception() is not None or "text" not in task.result():  # expired or late
-            self.admission.gave_up()
-        else:
-            self.admission.answered()
 
     async def _generate(self, prompt: str, deadline: float, start: float) -> dict:
         from ray.exceptions import ActorDiedError, ActorUnavailableError

@@ -273,6 +273,11 @@ def test_ingress_refuses_what_cannot_be_answered_before_its_deadline(ingress):
     assert len(ingress.responses) == 3  # refused before the model was asked
     admission.owed = 0
     assert ingress.client.post("/route", json=ROUTE, headers=ingress.headers).status_code == 200
+    ingress.replica.reconfigure({"admit_by_deadline": False})  # in place: off, then on again with a new estimate
+    assert ingress.replica.admission is None
+    assert ingress.client.post("/route", json=ROUTE, headers=ingress.headers).status_code == 200
+    ingress.replica.reconfigure({})
+    assert ingress.replica.admission is not None and ingress.replica.admission.rate() is None
 
 
 def test_ingress_full_queue_is_a_503_with_retry_after(ingress):
@@ -376,14 +381,16 @@ def test_deadline_exceeded_is_a_504(serve_app):
     from serve.reload import INGRESS_DEPLOYMENT, MODEL_DEPLOYMENT, update
 
     app = serve_app
-    update(app.cfg.app_name, {"request_timeout_s": 0.005}, deployment=INGRESS_DEPLOYMENT)
+    # admission off: with a rate learnt from earlier requests it would refuse these at once (503), as it should
+    update(app.cfg.app_name, {"request_timeout_s": 0.005, "admit_by_deadline": False}, deployment=INGRESS_DEPLOYMENT)
     try:
         for path, body in (("/route", ROUTE), ("/v1/chat/completions", CHAT)):
             resp = _post(app, path, body)
             assert resp.status_code == 504, resp.text
             assert resp.json()["error"]["code"] == "deadline_exceeded" and "0.005 s" in resp.text
     finally:
-        update(app.cfg.app_name, {"request_timeout_s": app.cfg.request_timeout_s}, deployment=INGRESS_DEPLOYMENT)
+        update(app.cfg.app_name, {"request_timeout_s": app.cfg.request_timeout_s, "admit_by_deadline": True},
+               deployment=INGRESS_DEPLOYMENT)
     # a request already past its deadline when its batch gets the engine is not decoded
     model = serve.get_deployment_handle(MODEL_DEPLOYMENT, app.cfg.app_name)
     from data.prompt import render_prompt
