@@ -93,6 +93,9 @@ class SFTConfig:
     # Start from this saved LoRA adapter (e.g. memroute/router or an earlier run's adapter/) with a fresh
     # optimizer and schedule: how training continues across machines. Its LoRA settings win over `lora`.
     init_adapter: str | None = None
+    # With init_adapter: adapt lora.top_layers layers, the adapter's own plus new ones below them that start as
+    # the identity (B = 0), so the run starts from exactly the saved router with more capacity (learner.lora).
+    widen_adapter: bool = False
     train_data: str = str(TRAIN_PATH)
     eval_data: str = str(TEST_PATH)
     run_dir: str = "runs/sft"
@@ -116,6 +119,9 @@ class SFTConfig:
             check_min(name, getattr(self, name), 1)
         check_min("max_steps", self.max_steps, 1, optional=True)
         check_min("keep_checkpoints", self.keep_checkpoints, 1, optional=True)
+        if self.widen_adapter and not (self.init_adapter and self.lora.top_layers):
+            raise ValueError("widen_adapter=true needs init_adapter (the adapter to widen) and lora.top_layers=k "
+                             "(how many layers the widened adapter covers)")
         if self.trunk.cache and self.lora.top_layers is None and not self.init_adapter:
             raise ValueError("trunk.cache=true needs lora.top_layers=k (the layers below the adapter are the trunk)")
 

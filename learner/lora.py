@@ -13,8 +13,11 @@ from learner.config import LoraConfig, ModelConfig
 
 
 def build_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig, adapter: str | Path | None = None,
-                 trainable: bool = True, seed: int = 0):
-    """Load the base model and wrap it with a fresh LoRA adapter, or with the saved one at `adapter`."""
+                 trainable: bool = True, seed: int = 0, widen: bool = False):
+    """Load the base model and wrap it with a fresh LoRA adapter, or with the saved one at `adapter`.
+
+    widen: start from `adapter` but adapt `lora_cfg.top_layers` layers, the adapter's own and new ones below them
+    (`widen_adapter`)."""
     import torch
     from peft import LoraConfig as PeftLoraConfig
     from peft import PeftModel, get_peft_model
@@ -26,7 +29,7 @@ def build_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig, adapter: str | Pa
     if model_cfg.gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.enable_input_require_grads()
-    if adapter is not None:
+    if adapter is not None and not widen:
         require_adapter(adapter)
         return PeftModel.from_pretrained(base, str(adapter), is_trainable=trainable)
     peft_cfg = PeftLoraConfig(r=lora_cfg.rank, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
@@ -34,7 +37,43 @@ def build_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig, adapter: str | Pa
                               layers_to_transform=adapted_layers(lora_cfg, base.config.num_hidden_layers))
     with torch.random.fork_rng():  # the A matrices are random: the same init on every DDP rank, every run
         torch.manual_seed(seed)
-        return get_peft_model(base, peft_cfg)
+        policy = get_peft_model(base, peft_cfg)
+    if adapter is not None:
+        widen_adapter(policy, adapter, peft_cfg)
+    return policy
+
+
+def widen_adapter(policy, adapter: str | Path, peft_cfg) -> None:
+    """Copy the saved adapter's tensors into `policy`, whose fresh adapter covers more layers.
+
+    A fresh LoRA pair has B = 0, so the layers the saved adapter lacks start as the identity and the widened policy
+    computes exactly what the saved one does; training then adapts the new layers too. The saved adapter must have
+    the same rank, alpha and target modules, and its layers must be among the new ones."""
+    import json
+
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from memroute.core.adapter import require_adapter
+
+    require_adapter(adapter)
+    saved = json.loads((Path(adapter) / "adapter_config.json").read_text())
+    mismatched = [f"{key} {saved.get(key)} != {want}" for key, want in
+                  (("r", peft_cfg.r), ("lora_alpha", peft_cfg.lora_alpha),
+                   ("target_modules", sorted(peft_cfg.target_modules)))
+                  if (sorted(saved.get(key) or []) if key == "target_modules" else saved.get(key)) != want]
+    saved_layers = saved.get("layers_to_transform")
+    new_layers = peft_cfg.layers_to_transform
+    if new_layers is not None and (saved_layers is None or not set(saved_layers) <= set(new_layers)):
+        mismatched.append(f"its layers {saved_layers or 'all'} are not all among lora.top_layers' {new_layers}")
+    if mismatched:
+        raise ValueError(f"cannot widen adapter {adapter}: " + "; ".join(mismatched))
+    tensors = load_file(str(Path(adapter) / "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(policy, tensors)
+    unexpected = list(getattr(result, "unexpected_keys", []) or [])
+    if unexpected:
+        raise ValueError(f"cannot widen adapter {adapter}: tensors with no place in the widened adapter, "
+                         f"e.g. {unexpected[:3]}")
 
 
 def adapted_layers(lora_cfg: LoraConfig, num_layers: int) -> list[int] | None:

@@ -369,9 +369,10 @@ def _train_loop(config: dict) -> dict:
                 raise CheckpointError(f"checkpoint {ckpt.path} was made with different training data, batch_size or "
                                       f"seed (data plan {state['plan_fingerprint']} != {config['plan_fingerprint']})")
             adapter = folder / "adapter"
+        widen = False
         if adapter is None and cfg.init_adapter:
-            adapter = Path(cfg.init_adapter)
-        policy = build_policy(cfg.model, cfg.lora, adapter=adapter, trainable=True, seed=cfg.seed)
+            adapter, widen = Path(cfg.init_adapter), cfg.widen_adapter
+        policy = build_policy(cfg.model, cfg.lora, adapter=adapter, trainable=True, seed=cfg.seed, widen=widen)
     policy.train()
     # The shared-prefix and cached losses call the model's layers, not its forward, so DDP's hooks would not
     # run: those paths average gradients themselves (sft_step's manual_allreduce).

@@ -293,6 +293,46 @@ def test_top_layers_puts_lora_in_the_last_layers_only():
         load_config(SFTConfig, None, ["lora.top_layers=0"])
 
 
+def test_widen_adapter_starts_exactly_where_the_saved_one_is_and_adapts_more_layers(tmp_path):
+    """A k=1 adapter widened to k=2: the same logits as the saved adapter, the new layer's LoRA trainable and
+    starting at B = 0; a mismatched rank is refused with a clear error."""
+    import torch
+
+    from learner.config import LoraConfig, ModelConfig
+    from learner.lora import build_policy
+
+    model = ModelConfig(name="tiny", dtype="float32")
+    saved = build_policy(model, LoraConfig(rank=4, alpha=8, top_layers=1), seed=1)
+    with torch.no_grad():  # a trained adapter: B != 0, so the saved adapter changes the logits
+        for name, p in saved.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    saved.eval()
+    saved.save_pretrained(tmp_path / "k1")
+    ids = torch.randint(0, 1000, (1, 16))
+    with torch.no_grad():
+        want = saved(input_ids=ids).logits
+        with saved.disable_adapter():
+            base = saved(input_ids=ids).logits
+    assert not torch.allclose(want, base, atol=1e-4)
+
+    wide = build_policy(model, LoraConfig(rank=4, alpha=8, top_layers=2), adapter=tmp_path / "k1", widen=True)
+    wide.eval()
+    with torch.no_grad():
+        got = wide(input_ids=ids).logits
+    # save_pretrained keeps float32 here, so the widened policy matches up to float rounding
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    trainable = {name for name, p in wide.named_parameters() if p.requires_grad}
+    assert any("layers.0." in n for n in trainable) and any("layers.1." in n for n in trainable)
+    new_b = [p for name, p in wide.named_parameters() if "layers.0." in name and "lora_B" in name]
+    assert new_b and all(torch.count_nonzero(p) == 0 for p in new_b)
+
+    with pytest.raises(ValueError, match="cannot widen adapter .*: r 4 != 8"):
+        build_policy(model, LoraConfig(rank=8, alpha=8, top_layers=2), adapter=tmp_path / "k1", widen=True)
+    with pytest.raises(ConfigError, match="widen_adapter=true needs init_adapter"):
+        load_config(SFTConfig, None, ["widen_adapter=true", "lora.top_layers=2"])
+
+
 def test_top_layers_deeper_than_the_model_is_refused_before_training(short_data, tmp_path):
     run_dir = tmp_path / "run"
     with pytest.raises(ConfigError, match="lora.top_layers=5 is out of range: the model has 2 decoder layers"):
