@@ -161,3 +161,42 @@ def test_keep_a_candidate_and_continue_its_lineage(tmp_path):
         main(["--keep", "--adapter", str(kept), "--eval", eval_dir])
     assert main(["--keep", "--adapter", str(third / "adapter"), "--eval", eval_dir, "--run", str(third),
                  "--out", str(tmp_path / "candidates" / "c2")]) == 0
+
+
+def test_soup_is_the_exact_average_of_the_adapters_weight_changes(tmp_path):
+    """Two adapters with different layers, ranks' scales and targets: the soup's scale * B @ A is the weighted
+    mean of theirs in every module (zero where one lacks it); a missing adapter is an error naming it."""
+    import torch
+
+    from memroute.core.adapter import lora_pairs, lora_scaling, read_adapter, write_adapter
+    from memroute.router.soup import main as soup_main
+    from memroute.router.soup import soup
+
+    gen = torch.Generator().manual_seed(0)
+
+    def adapter(folder, layers, r, alpha):
+        tensors = {}
+        for i in layers:
+            module = f"base_model.model.model.layers.{i}.self_attn.q_proj"
+            tensors[f"{module}.lora_A.weight"] = torch.randn(r, 16, generator=gen)
+            tensors[f"{module}.lora_B.weight"] = torch.randn(16, r, generator=gen)
+        cfg = {"r": r, "lora_alpha": alpha, "target_modules": ["q_proj"], "layers_to_transform": layers,
+               "base_model_name_or_path": "tiny", "peft_type": "LORA"}
+        return write_adapter(tmp_path / folder, tensors, cfg)
+
+    one, two = adapter("one", [0, 1], 4, 8), adapter("two", [1], 2, 2)
+    out = soup([one, two], tmp_path / "soup", weights=[0.25, 0.75])
+    tensors, cfg = read_adapter(out)
+    assert cfg["r"] == cfg["lora_alpha"] == 6 and cfg["layers_to_transform"] == [0, 1]
+
+    def delta(t, c, name):
+        a, b = lora_pairs(t)[name]
+        return lora_scaling(c) * (b.float() @ a.float())
+
+    (t1, c1), (t2, c2) = read_adapter(one), read_adapter(two)
+    for layer in (0, 1):
+        name = f"model.layers.{layer}.self_attn.q_proj.weight"
+        want = 0.25 * delta(t1, c1, name) + (0.75 * delta(t2, c2, name) if layer == 1 else 0)
+        torch.testing.assert_close(delta(tensors, cfg, name), want, atol=2e-2, rtol=2e-3)  # float16 storage
+    assert soup_main([str(tmp_path / "bad"), str(one), str(tmp_path / "missing")]) == 2
+    assert not (tmp_path / "bad").exists()
