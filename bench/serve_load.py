@@ -44,8 +44,8 @@ def parse_args(argv=None):
     p.add_argument("--model", default="smollm2-135m", help="default: %(default)s")
     p.add_argument("--checkpoint", default="default", help="the adapter served ('default': the shipped router; "
                    "'none': the base model)")
-    p.add_argument("--reload-to", default=None, help="the adapter published during the reload phase (default: a "
-                   "copy of --checkpoint, published as a new version)")
+    p.add_argument("--reload-to", default=None, help="the adapter published during the reload phase (default: "
+                   "--checkpoint with its lora_B in float32 scaled by 1.001: other weights, the same answers)")
     p.add_argument("--seconds", type=float, default=20.0, help="per load phase (default: %(default)s)")
     p.add_argument("--clients", type=int, default=32, help="the throughput phase (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=3, help="rounds of the engine-alone and Serve phases at 1 and "
@@ -58,6 +58,8 @@ def parse_args(argv=None):
                    "model replica and its engine among them (RAY_worker_niceness; default: Ray's, 15)")
     p.add_argument("--latency-only", action="store_true", help="only the engine's single requests and Serve at "
                    "1 client, with the latency breakdown: a quick profile of the 1-client overhead")
+    p.add_argument("--reload-only", action="store_true", help="only the steady and reload phases (4): a quick "
+                   "profile of a reload, with the probe's and the publish's seconds")
     p.add_argument("--out", default=DEFAULT_OUT, help="default: %(default)s")
     return p.parse_args(argv)
 
@@ -125,13 +127,14 @@ def main(argv=None) -> int:
     from actors.engine import EngineConfig
     from serve.app import deploy
     from serve.config import ServeConfig, resolve_checkpoint
-    from serve.reload import INGRESS_DEPLOYMENT, publish, update
+    from serve.reload import INGRESS_DEPLOYMENT, ProbeRefused, probe, publish, update
 
     convs = conversations()
     served = resolve_checkpoint(args.checkpoint, args.model)
     reload_to = resolve_checkpoint(args.reload_to, args.model) if args.reload_to else served
     if reload_to is not None:  # a private copy: a training run may delete its checkpoints meanwhile
-        reload_to = Path(shutil.copytree(reload_to, tmp / "reload_adapter"))
+        reload_to = other_weights(reload_to, tmp / "reload_adapter") if not args.reload_to else \
+            Path(shutil.copytree(reload_to, tmp / "reload_adapter"))
     cfg = ServeConfig(engine=EngineConfig(model=args.model, kv_cache_gib=1, max_num_seqs=32), port=args.port,
                       checkpoint=str(served) if served else "none", api_key_file=str(tmp / "key"), replica_cpus=1)
     report: dict = {"model": args.model, "checkpoint": str(served), "seconds_per_phase": args.seconds,
@@ -152,7 +155,7 @@ def main(argv=None) -> int:
         send = route_sender(url, key, honour_retry_after=True)
         closed_loop(send, convs[:4], 4, 3)  # warm-up
         offline, single, rounds = [], [], {1: [], args.clients: []}
-        for r in range(args.rounds):
+        for r in range(0 if args.reload_only else args.rounds):
             single += alone.single_s(max(1, 24 // args.rounds))
             rounds[1].append(closed_loop(send, convs, 1, args.seconds / args.rounds))
             if not args.latency_only:
@@ -160,8 +163,9 @@ def main(argv=None) -> int:
                 rounds[args.clients].append(closed_loop(send, convs, args.clients, args.seconds / args.rounds))
             print(f"  round {r + 1} of {args.rounds} done", flush=True)
         alone.shutdown()  # the phases below have no engine-alone counterpart
-        report["engine"] = engine_summary(offline, single, alone)
-        print(f"engine alone: {report['engine']}", flush=True)
+        if not args.reload_only:
+            report["engine"] = engine_summary(offline, single, alone)
+            print(f"engine alone: {report['engine']}", flush=True)
         for clients, done in rounds.items():
             if done:
                 phases[f"serve_{clients}"] = summarize(merge(done))
@@ -169,28 +173,37 @@ def main(argv=None) -> int:
         if args.latency_only:
             return finish(report, args, cfg.app_name)
 
-        # overload: a small queue and a short deadline, changed in place
-        small = {"max_ongoing_requests": cfg.max_batch_size, "max_queued_requests": args.overload_queue}
-        update(cfg.app_name, {}, options=small)
-        update(cfg.app_name, {"request_timeout_s": args.overload_deadline}, deployment=INGRESS_DEPLOYMENT)
-        over = summarize(closed_loop(send, convs, args.overload_clients, args.seconds))
-        over["deadline_s"], over["queue"] = args.overload_deadline, small
-        phases[f"overload_{args.overload_clients}"] = over
-        print(f"  overload: {over}", flush=True)
-        update(cfg.app_name, {"request_timeout_s": cfg.request_timeout_s}, deployment=INGRESS_DEPLOYMENT)
-        update(cfg.app_name, {}, options={"max_ongoing_requests": cfg.max_ongoing_requests,
-                                          "max_queued_requests": cfg.max_queued_requests})
+        if not args.reload_only:  # overload: a small queue and a short deadline, changed in place
+            small = {"max_ongoing_requests": cfg.max_batch_size, "max_queued_requests": args.overload_queue}
+            update(cfg.app_name, {}, options=small)
+            update(cfg.app_name, {"request_timeout_s": args.overload_deadline}, deployment=INGRESS_DEPLOYMENT)
+            over = summarize(closed_loop(send, convs, args.overload_clients, args.seconds))
+            over["deadline_s"], over["queue"] = args.overload_deadline, small
+            phases[f"overload_{args.overload_clients}"] = over
+            print(f"  overload: {over}", flush=True)
+            update(cfg.app_name, {"request_timeout_s": cfg.request_timeout_s}, deployment=INGRESS_DEPLOYMENT)
+            update(cfg.app_name, {}, options={"max_ongoing_requests": cfg.max_ongoing_requests,
+                                              "max_queued_requests": cfg.max_queued_requests})
 
+        if args.reload_only:  # the full run's earlier phases leave the prefix cache warm; so does this
+            closed_loop(send, convs, 8, args.seconds)
         steady = summarize(closed_loop(send, convs, 8, args.seconds))
         phases["steady_8"] = steady
         window: dict = {}
 
-        def push():
+        def push():  # the probe, then the publish, timed apart (publish(probe_first=True) is the two in a row)
             time.sleep(2)
             window["start"] = time.perf_counter()
-            new = publish(reload_to, app_name=cfg.app_name)
+            verdict = probe(reload_to, cfg.app_name)
+            if not verdict["ok"]:
+                raise ProbeRefused(verdict)
+            probed = time.perf_counter()
+            new = publish(reload_to, app_name=cfg.app_name, probe_first=False)
             window["end"] = time.perf_counter()
-            return {"version": new["version"], "publish_s": round(window["end"] - window["start"], 2)}
+            loads = [info["last_load_s"] for info in model_infos(cfg.app_name)]
+            return {"version": new["version"], "publish_s": round(window["end"] - window["start"], 2),
+                    "probe_s": round(probed - window["start"], 2), "probe_longest_hold_s": verdict["longest_hold_s"],
+                    "update_s": round(window["end"] - probed, 2), "replica_load_s": loads}
 
         res = closed_loop(send, convs, 8, args.seconds, during=push)
         overlapping = [(t0, t1, ok) for t0, t1, ok, _ in res["records"] if t1 >= window["start"] and t0 <= window["end"]]
@@ -208,6 +221,30 @@ def main(argv=None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def other_weights(adapter: Path, out: Path) -> Path:
+    """`adapter` with every lora_B scaled by 1.001: the same answers, but other weights, so that the reload phase
+    pays what a real one does (the merge, and a prefix cache that holds nothing for the new weights; a byte-equal
+    copy would find the served weights' KV blocks, actors.engine's cache salt being a digest of the weights)."""
+    from memroute.core.adapter import read_adapter, write_adapter
+
+    tensors, adapter_cfg = read_adapter(adapter)
+    return write_adapter(out, {k: v.float() * 1.001 if "lora_B" in k else v for k, v in tensors.items()}, adapter_cfg)
+
+
+def model_infos(app_name: str, calls: int = 4) -> list[dict]:
+    """RouterModel.info() of the model replicas (a few calls through the handle, one entry per replica)."""
+    from ray import serve
+
+    from serve.reload import MODEL_DEPLOYMENT
+
+    handle = serve.get_deployment_handle(MODEL_DEPLOYMENT, app_name)
+    infos = {}
+    for _ in range(calls):
+        info = handle.info.remote().result(timeout_s=60)
+        infos[info["replica"]] = info
+    return list(infos.values())
+
+
 def finish(report: dict, args, app_name: str) -> int:
     """Delete the app; then the targets, the JSON report and the table (exit status 1 if a target is missed)."""
     from ray import serve
@@ -223,19 +260,21 @@ def finish(report: dict, args, app_name: str) -> int:
 
 
 def targets(report: dict, args) -> dict:
-    eng, ph = report["engine"], report["phases"]
+    ph = report["phases"]
+    if args.reload_only:
+        return {"reload": reload_target(ph["steady_8"], ph["reload_8"])}
+    eng = report["engine"]
     one = ph["serve_1"]
     lat = one["p50_ms"] / eng["single_p50_ms"] if eng["single_p50_ms"] and one["p50_ms"] else float("inf")
     latency = {"ratio": round(lat, 3), "target": f"<= {TARGETS['latency_ratio']}",
                "ok": lat <= TARGETS["latency_ratio"], "what": "Serve p50 at 1 client / the engine's single request"}
     if args.latency_only:
         return {"latency": latency}
+    reload = reload_target(ph["steady_8"], ph["reload_8"])
     top = ph[f"serve_{args.clients}"]
-    over, steady, rel = ph[f"overload_{args.overload_clients}"], ph["steady_8"], ph["reload_8"]
+    over = ph[f"overload_{args.overload_clients}"]
     thr = top["rps"] / eng["offline_rps"] if eng["offline_rps"] else 0
     other = {s: n for s, n in over["statuses"].items() if s not in ("200", "503")}
-    wait = rel["overlapping_max_ms"] / steady["p95_ms"] if steady["p95_ms"] else float("inf")
-    failed = sum(n for s, n in rel["statuses"].items() if s != "200")
     return {
         "throughput": {"ratio": round(thr, 3), "target": f">= {TARGETS['throughput_ratio']}",
                        "ok": thr >= TARGETS["throughput_ratio"],
@@ -244,16 +283,23 @@ def targets(report: dict, args) -> dict:
         "overload": {"other_statuses": other, "max_ms": over["max_ms"], "deadline_ms": 1000 * args.overload_deadline,
                      "ok": not other and over["max_ms"] <= 1000 * args.overload_deadline,
                      "what": "every request 200 or 503, none waiting past the deadline"},
-        "reload": {"failed": failed, "ratio": round(wait, 3), "target": f"0 failed, <= {TARGETS['reload_wait_ratio']}",
-                   "ok": failed == 0 and wait <= TARGETS["reload_wait_ratio"],
-                   "what": "failed requests; longest wait overlapping the reload / steady p95"},
+        "reload": reload,
     }
 
 
+def reload_target(steady: dict, rel: dict) -> dict:
+    wait = rel["overlapping_max_ms"] / steady["p95_ms"] if steady["p95_ms"] else float("inf")
+    failed = sum(n for s, n in rel["statuses"].items() if s != "200")
+    return {"failed": failed, "ratio": round(wait, 3), "target": f"0 failed, <= {TARGETS['reload_wait_ratio']}",
+            "ok": failed == 0 and wait <= TARGETS["reload_wait_ratio"],
+            "what": "failed requests; longest wait overlapping the reload / steady p95"}
+
+
 def print_table(report: dict) -> None:
-    eng = report["engine"]
-    print(f"\nengine alone: offline {eng['offline_rps']} req/s over {eng['prompts']} prompts; one at a time p50 "
-          f"{eng['single_p50_ms']} ms, p95 {eng['single_p95_ms']} ms")
+    eng = report.get("engine")
+    if eng:
+        print(f"\nengine alone: offline {eng['offline_rps']} req/s over {eng['prompts']} prompts; one at a time p50 "
+              f"{eng['single_p50_ms']} ms, p95 {eng['single_p95_ms']} ms")
     print(f"\n| phase | clients | req/s | p50 ms | p95 ms | p99 ms | max ms | statuses |\n|---|---|---|---|---|---|---|---|")
     for name, r in report["phases"].items():
         print(f"| {name} | {r['clients']} | {r['rps']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} | "

@@ -35,13 +35,16 @@ replica serves the published version. The weight push takes the engine's lock: t
 on the old weights, the next one waits a second or two and runs on the new ones, and no request fails or mixes
 versions.
 
-Probe (`probe`, called by serve.reload before a reload is published): the candidate adapter is loaded under the
-engine's lock, a few fixed conversations are answered as served (greedy, the grammar, the answer cap), and the
-weights in service are put back before the lock is released: for those seconds this replica's requests wait
-(the others keep serving), and no request is ever answered by the candidate. serve.reload judges the answers.
-A candidate that answered with non-finite logprobs is followed by a check of the restored weights on the same
-prompts; should they not answer cleanly either (NaN left behind in reused KV-cache blocks, as seen on vLLM-CPU),
-the replica fails its health check and Serve replaces it.
+Probe (`probe`, called by serve.reload before a reload is published): a few fixed conversations are answered as
+served (greedy, the grammar, the answer cap) by the candidate adapter, one conversation per hold of the engine's
+lock: the candidate is loaded, the conversation decoded, and the weights in service put back before the lock is
+released, so no request is ever answered by the candidate, and a request waits behind one such hold (a second or
+two), not the whole probe: between holds the batch waiting for the engine runs. The engine salts its prefix cache
+with a digest of the merged weights (actors.engine), so the probe neither uses nor spoils the KV blocks of the
+weights in service, and requests after it find them again. serve.reload judges the answers. A candidate that
+answered with non-finite logprobs is followed by a check of the restored weights on the same prompts; should they
+not answer cleanly either (NaN left behind in reused KV-cache blocks, as seen on vLLM-CPU), the replica fails its
+health check and Serve replaces it.
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ from serve.config import ANSWER_TOKENS_BOUND, ServeConfigError, resolve_checkpoi
 # The most labels an answer may hold. No gold answer has more than 3 (embedded and reference corpora); the cap
 # bounds the decode of a model that keeps listing labels (the base model runs to max_tokens without it).
 MAX_LABELS = 5
+# After each of the probe's holds of the engine: time for a batch blocked on the engine's lock to take it (a
+# released threading lock is not handed to a waiter; the releasing thread could take it straight back).
+PROBE_YIELD_S = 0.02
 
 
 def label_regex(max_labels: int = MAX_LABELS) -> str:
@@ -108,6 +114,7 @@ class RouterModel:
         self._weights: tuple | None = None  # the (checkpoint, version) in the engine
         self._adapter = None  # (tensors, adapter config) of the adapter merged in the weights; None: base weights
         self._dead: Exception | None = None
+        self.last_load_s: float | None = None  # the engine's hold of the last weight load (info(): reload profiles)
         self.decode_cost = DecodeCost()  # which conversations of a batch can still make their deadlines
         self.batcher = Batcher(self._decode)  # its size and wait are set from the user_config in reconfigure
 
@@ -140,6 +147,7 @@ class RouterModel:
         import torch
 
         with self.engine._lock:
+            start = time.perf_counter()
             old = self._adapter
             if old is not None and (adapter is None or not _targets(old) <= _targets(adapter)):
                 tensors, adapter_cfg = old  # zeros, not B * 0: a NaN B times 0 is NaN
@@ -149,6 +157,7 @@ class RouterModel:
                 self.engine.load_weights(version, *adapter)
             self.engine.version = version
             self._adapter = adapter
+            self.last_load_s = round(time.perf_counter() - start, 3)
 
     async def generate(self, prompt: str, deadline: float | None) -> dict:
         """The greedy answer to one rendered prompt, decoded in a batch with the other calls waiting (serve.batcher):
@@ -195,23 +204,32 @@ class RouterModel:
         candidate = _read(folder)  # read before the lock: the replica's requests wait only for the engine work
         prompts = self.engine.render(conversations)
         start = time.perf_counter()
-        with self.engine._lock:
-            serving, version = self._adapter, self.engine.version
-            try:
-                self._set_weights(candidate, version)
-                groups = self._sample(prompts)
-            finally:
-                self._set_weights(serving, version)
-            if not all(_finite(g[0]) for g in groups):
-                # NaN activations can outlive the candidate's weights (vLLM-CPU reuses KV-cache blocks, and a
-                # masked NaN still poisons attention): if the weights in service do not answer cleanly now, this
-                # replica fails its health check and Serve replaces it (the others keep serving)
+        samples, holds = [], []
+        # One conversation per hold of the engine (the candidate in, one decode, the weights in service back):
+        # between holds a batch waiting for the engine runs, so no request waits behind the whole probe.
+        for prompt in prompts:
+            with self.engine._lock:
+                held = time.perf_counter()
+                serving, version = self._adapter, self.engine.version
+                try:
+                    self._set_weights(candidate, version)
+                    samples.append(self._sample([prompt])[0][0])
+                finally:
+                    self._set_weights(serving, version)
+                holds.append(time.perf_counter() - held)
+            time.sleep(PROBE_YIELD_S)
+        if not all(_finite(x) for x in samples):
+            # NaN activations can outlive the candidate's weights (vLLM-CPU reuses KV-cache blocks, and a masked
+            # NaN still poisons attention): if the weights in service do not answer cleanly now, this replica
+            # fails its health check and Serve replaces it (the others keep serving)
+            with self.engine._lock:
                 if not all(_finite(g[0]) for g in self._sample(prompts)):
                     self._dead = RuntimeError("a probed candidate left non-finite logprobs behind in this replica")
-        answers = [{**_result(g[0]), "logprobs_finite": _finite(g[0]),
-                    "mean_logprob": sum(g[0].logprobs) / max(1, len(g[0].logprobs))} for g in groups]
+        answers = [{**_result(x), "logprobs_finite": _finite(x),
+                    "mean_logprob": sum(x.logprobs) / max(1, len(x.logprobs))} for x in samples]
         return {"checkpoint": str(folder) if folder else None, "answers": answers, "max_tokens": self.max_tokens,
                 "constrained": bool(self.sampling), "seconds": round(time.perf_counter() - start, 3),
+                "longest_hold_s": round(max(holds, default=0.0), 3),
                 "replica": serve.get_replica_context().replica_id.unique_id}
 
     def _sample(self, prompts: list[str]) -> list:
@@ -220,7 +238,8 @@ class RouterModel:
     def info(self) -> dict:
         return {"version": self.engine.version, "checkpoint": self.checkpoint, "model": self.engine.cfg.model,
                 "user_config": self.user_config, "replica": serve.get_replica_context().replica_id.unique_id,
-                "max_tokens": self.max_tokens, "answer_cap": self.answer_cap, "pid": os.getpid()}
+                "max_tokens": self.max_tokens, "answer_cap": self.answer_cap, "pid": os.getpid(),
+                "last_load_s": self.last_load_s}
 
     def check_health(self) -> None:
         if self._dead is not None or self.engine.llm is None:

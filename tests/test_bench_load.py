@@ -56,3 +56,17 @@ def test_latency_breakdown_splits_the_client_time():
                  "batch_size": 1, "requests": 2}
     untimed = dict(res, records=[(0.0, 0.3, True, {"status": 200, "parsed": True, "tokens": 3})])
     assert "breakdown" not in summarize(untimed)
+
+
+def test_reload_only_report_has_only_the_reload_target():
+    from bench.serve_load import parse_args, targets
+
+    steady = {"p95_ms": 1000.0, "statuses": {"200": 10}}
+    phases = {"steady_8": steady, "reload_8": {"overlapping_max_ms": 2500.0, "statuses": {"200": 9}}}
+    out = targets({"phases": phases}, parse_args(["--reload-only"]))
+    assert list(out) == ["reload"] and out["reload"]["ratio"] == 2.5 and not out["reload"]["ok"]
+    phases["reload_8"] = {"overlapping_max_ms": 1500.0, "statuses": {"200": 8, "503": 1}}
+    out = targets({"phases": phases}, parse_args(["--reload-only"]))
+    assert out["reload"]["failed"] == 1 and not out["reload"]["ok"]  # a 503 during a reload is a failed request
+    phases["reload_8"]["statuses"] = {"200": 9}
+    assert targets({"phases": phases}, parse_args(["--reload-only"]))["reload"]["ok"]

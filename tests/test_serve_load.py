@@ -628,3 +628,46 @@ def test_probe_puts_the_serving_weights_back_and_retires_a_poisoned_replica(monk
             model.check_health()
     else:
         assert model._dead is None
+
+
+def test_probe_lets_waiting_batches_run_between_its_conversations(monkeypatch):
+    """The probe holds the engine for one conversation at a time: a batch waiting for the engine gets it between
+    two of them, and always finds the weights in service, never the candidate."""
+    import threading
+    import time
+
+    import serve.model as sm
+
+    serving, candidate = _lora(["q_proj"]), _lora(["q_proj"], value=0.2)
+    engine = _FakeEngine()
+    slow = engine.sample
+
+    def sample(prompts, n, **kw):
+        time.sleep(0.05)
+        return slow(prompts, n, **kw)
+
+    engine.sample = sample
+    engine.weights = serving[0]  # in service before the probe
+    model = _model(engine, serving)
+    monkeypatch.setattr(sm, "resolve_checkpoint", lambda c: Path("/cand"))
+    monkeypatch.setattr(sm, "_read", lambda folder: candidate)
+    monkeypatch.setattr(sm.serve, "get_replica_context", lambda: SimpleNamespace(
+        replica_id=SimpleNamespace(unique_id="r1")))
+    seen, done = [], threading.Event()
+
+    def batches():  # a replica's batches, each taking the engine's lock as RouterModel._generate does
+        while not done.is_set():
+            with engine._lock:
+                seen.append((time.perf_counter(), engine.weights is serving[0]))
+            time.sleep(0.005)
+
+    worker = threading.Thread(target=batches)
+    started = time.perf_counter()
+    worker.start()
+    result = model._probe("/cand", [CONV] * 4)
+    finished = time.perf_counter()
+    done.set()
+    worker.join()
+    during = [ok for t, ok in seen if started < t < finished]
+    assert len(result["answers"]) == 4 and result["longest_hold_s"] < result["seconds"] / 2
+    assert len(during) >= 3 and all(during)  # it got the engine between the holds, on the serving weights
