@@ -9,12 +9,12 @@ runs on the new one (serve.model). The other declaratively deployed apps are re-
 config names every app and drops the ones it leaves out.
 
 Probe. Before publishing, `probe` has one model replica (the handle's pick) answer PROBE_CONVERSATIONS with the
-candidate, decoded as served, and put its weights back (serve.model: for those seconds that replica's requests
-wait, the others serve). `judge` accepts the candidate when every answer ended on its own (finish "stop") within
-the answer cap, parses (data.parser.parse_answer) into taxonomy labels and nothing else, at most MAX_LABELS of
-them, and every sampled token's logprob is finite (NaN weights, from a diverged run or a weight push gone wrong,
-show there first: the signal RL's push check reads). A refused candidate never takes traffic: `publish` raises
-ProbeRefused and the old version keeps serving.
+candidate, decoded as served, and put its weights back (serve.model: one conversation per hold of the engine, so
+that replica's requests wait behind one hold at most, and the others serve). `judge` accepts the candidate when
+every answer ended on its own (finish "stop") within the answer cap, parses (data.parser.parse_answer) into
+taxonomy labels and nothing else, at most MAX_LABELS of them, and every sampled token's logprob is finite (NaN
+weights, from a diverged run or a weight push gone wrong, show there first: the signal RL's push check reads). A
+refused candidate never takes traffic: `publish` raises ProbeRefused and the old version keeps serving.
 
 Callers: `memroute serve reload --checkpoint X [--version N]` (prints the probe's verdict; exit 1 on a refusal),
 or a training job on the same cluster (`from serve.reload import publish; publish(adapter_dir, version=step)`).
