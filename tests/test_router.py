@@ -200,3 +200,9 @@ def test_soup_is_the_exact_average_of_the_adapters_weight_changes(tmp_path):
         torch.testing.assert_close(delta(tensors, cfg, name), want, atol=2e-2, rtol=2e-3)  # float16 storage
     assert soup_main([str(tmp_path / "bad"), str(one), str(tmp_path / "missing")]) == 2
     assert not (tmp_path / "bad").exists()
+    other_tensors, other_cfg = read_adapter(two)
+    other = write_adapter(tmp_path / "other", other_tensors, {**other_cfg, "base_model_name_or_path": "org/Other"})
+    with pytest.raises(ValueError, match="different base models"):
+        soup([one, other], tmp_path / "bad")
+    local = write_adapter(tmp_path / "local", other_tensors, {**other_cfg, "base_model_name_or_path": "/cache/tiny"})
+    assert soup([one, local], tmp_path / "same-base").is_dir()  # a hub id and a local folder of the same model

@@ -4,7 +4,7 @@ A "soup" of fine-tuned endpoints (Wortsman et al., 2022) averages their weights.
 adapter is `scale * B @ A`, which is not linear in (A, B), so averaging the A's and B's apart is not averaging the
 models. Concatenating the ranks is: with `A = [A_1; ...; A_n]` and `B = [w_1 s_1 B_1, ..., w_n s_n B_n]` (rank
 n*r, alpha = rank, so the new scale is 1), `B @ A = sum_i w_i s_i B_i @ A_i` exactly. A module one adapter lacks
-counts as zero there. The adapters must share the base model and target modules; the result is float16, like
+counts as zero there. The adapters must share the base model; the result is float16, like
 the shipped router. (peft's `add_weighted_adapter(combination_type="cat")` does the same on a loaded model; this
 works on the files, without loading the base model.)
 """
@@ -31,7 +31,8 @@ def soup(adapters: Sequence[str | Path], out: str | Path, weights: Sequence[floa
     if len(weights) != len(adapters):
         raise ValueError(f"{len(weights)} weights for {len(adapters)} adapters")
     loaded = [read_adapter(a) for a in adapters]
-    base = {cfg.get("base_model_name_or_path") for _, cfg in loaded}
+    # a hub id and a local folder of the same model name the same base ("HuggingFaceTB/X", ".../models/X")
+    base = {Path(str(cfg.get("base_model_name_or_path"))).name for _, cfg in loaded}
     if len(base) > 1:
         raise ValueError(f"the adapters are for different base models: {sorted(map(str, base))}")
     pairs = [lora_pairs(t) for t, _ in loaded]
