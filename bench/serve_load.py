@@ -184,8 +184,7 @@ def main(argv=None) -> int:
             update(cfg.app_name, {"request_timeout_s": cfg.request_timeout_s}, deployment=INGRESS_DEPLOYMENT)
             update(cfg.app_name, {}, options={"max_ongoing_requests": cfg.max_ongoing_requests,
                                               "max_queued_requests": cfg.max_queued_requests})
-
-        if args.reload_only:  # the full run's earlier phases leave the prefix cache warm; so does this
+        else:  # the full run's earlier phases leave the prefix cache warm; so does this
             closed_loop(send, convs, 8, args.seconds)
         steady = summarize(closed_loop(send, convs, 8, args.seconds))
         phases["steady_8"] = steady

@@ -49,15 +49,11 @@ def widen_adapter(policy, adapter: str | Path, peft_cfg) -> None:
     A fresh LoRA pair has B = 0, so the layers the saved adapter lacks start as the identity and the widened policy
     computes exactly what the saved one does; training then adapts the new layers too. The saved adapter must have
     the same rank, alpha and target modules, and its layers must be among the new ones."""
-    import json
-
     from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
 
-    from memroute.core.adapter import require_adapter
+    from memroute.core.adapter import read_adapter
 
-    require_adapter(adapter)
-    saved = json.loads((Path(adapter) / "adapter_config.json").read_text())
+    tensors, saved = read_adapter(adapter)
     mismatched = [f"{key} {saved.get(key)} != {want}" for key, want in
                   (("r", peft_cfg.r), ("lora_alpha", peft_cfg.lora_alpha),
                    ("target_modules", sorted(peft_cfg.target_modules)))
@@ -68,7 +64,6 @@ def widen_adapter(policy, adapter: str | Path, peft_cfg) -> None:
         mismatched.append(f"its layers {saved_layers or 'all'} are not all among lora.top_layers' {new_layers}")
     if mismatched:
         raise ValueError(f"cannot widen adapter {adapter}: " + "; ".join(mismatched))
-    tensors = load_file(str(Path(adapter) / "adapter_model.safetensors"))
     result = set_peft_model_state_dict(policy, tensors)
     unexpected = list(getattr(result, "unexpected_keys", []) or [])
     if unexpected:

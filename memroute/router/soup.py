@@ -40,7 +40,7 @@ def soup(adapters: Sequence[str | Path], out: str | Path, weights: Sequence[floa
     for p in pairs:
         for name, (a, b) in p.items():
             shapes.setdefault(name, (a.shape[1], b.shape[0]))
-    tensors, rank = {}, 0
+    tensors, rank = {}, sum(cfg["r"] for _, cfg in loaded)
     for name, (fan_in, fan_out) in sorted(shapes.items()):
         As, Bs = [], []
         for p, (_, cfg), w in zip(pairs, loaded, weights):
@@ -51,7 +51,6 @@ def soup(adapters: Sequence[str | Path], out: str | Path, weights: Sequence[floa
         module = PEFT_PREFIX + name.removesuffix(".weight")
         tensors[f"{module}.lora_A.weight"] = torch.cat(As, 0).half()
         tensors[f"{module}.lora_B.weight"] = torch.cat(Bs, 1).half()
-        rank = sum(a.shape[0] for a in As)
     cfg = dict(loaded[0][1])
     layers = [cfg_i.get("layers_to_transform") for _, cfg_i in loaded]
     cfg.update(r=rank, lora_alpha=rank, lora_dropout=0.0, rank_pattern={}, alpha_pattern={},
