@@ -79,8 +79,10 @@ class DecodeCost:
     admitted just after a batch started waits for that batch and then for its own; the replica is where that is
     known: when a batch gets the engine, each conversation's deadline is checked against the batch's expected end,
     and one that would miss it is refused there and then (the ingress's 503, not a 504 after the decode time was
-    spent). The expected time scales the most recent batch of the nearest size linearly in m; `margin` covers its
-    error."""
+    spent). The expected time is a line a + b*m fitted to the recent batches: a batch's time grows far less than
+    in proportion to its size (a fixed cost per decode step is shared by the whole batch), so scaling one small
+    batch up would refuse, under load, requests a large batch could still answer in time. `margin` covers the
+    fit's error."""
     history: int = 32  # batches remembered
     margin: float = 1.15  # expected seconds times this must fit before the deadline
     _batches: deque = field(default_factory=deque, repr=False)  # (size, seconds), newest last
@@ -91,13 +93,29 @@ class DecodeCost:
             while len(self._batches) > self.history:
                 self._batches.popleft()
 
-    def expected_s(self, size: int) -> float | None:
-        """Seconds to decode a batch of `size`, or None before any batch was seen."""
+    def line(self) -> tuple[float, float] | None:
+        """(a, b): seconds = a + b * size, least squares over the remembered batches with a, b >= 0, or None before
+        any batch was seen. One size seen (no slope to measure): the line through the origin, the cautious guess."""
         if not self._batches:
             return None
-        # the newest batch of the nearest size (reversed: on a tie the newer wins)
-        near, seconds = min(reversed(self._batches), key=lambda b: abs(b[0] - size))
-        return seconds * size / near
+        n = len(self._batches)
+        mean_m = sum(m for m, _ in self._batches) / n
+        mean_t = sum(t for _, t in self._batches) / n
+        var_m = sum((m - mean_m) ** 2 for m, _ in self._batches)
+        if var_m > 0:
+            b = sum((m - mean_m) * (t - mean_t) for m, t in self._batches) / var_m
+            a = mean_t - b * mean_m
+            if a >= 0 and b >= 0:
+                return a, b
+            if b < 0:  # bigger batches measured faster (noise): the mean time, whatever the size
+                return mean_t, 0.0
+        # the intercept would be negative (time grows faster than size): the least-squares line through the origin
+        return 0.0, sum(m * t for m, t in self._batches) / sum(m * m for m, _ in self._batches)
+
+    def expected_s(self, size: int) -> float | None:
+        """Seconds to decode a batch of `size`, or None before any batch was seen."""
+        fit = self.line()
+        return None if fit is None else fit[0] + fit[1] * size
 
     def schedule(self, deadlines: list[float | None], now: float) -> tuple[list[int], list[int], list[int]]:
         """Split a batch into (run, late, expired) indices: expired have passed their deadline (wall clock; None:

@@ -238,22 +238,43 @@ def test_decode_cost_runs_what_can_end_before_its_deadline():
     cost = DecodeCost(margin=1.0)
     assert cost.expected_s(4) is None
     assert cost.schedule([None, 5.0, 1.0], now=2.0) == ([0, 1], [], [2])  # unknown cost: all live ones run
-    cost.observe(4, 2.0)  # 0.5 s per conversation
-    cost.observe(1, 0.4)
+    cost.observe(2, 0.8)  # one size seen: scaled in proportion (0.4 s per conversation), the cautious guess
     cost.observe(0, 9.0)  # an empty batch says nothing
-    assert cost.expected_s(1) == 0.4 and cost.expected_s(2) == 0.8 and cost.expected_s(8) == 4.0
-    assert cost.expected_s(3) == 1.5  # scaled from the nearest size seen (4), not from 1
-    # at t=10, latest deadline first: none (1 conversation: ends 10.4), 13.0 (2: 10.8), 11.6 (3: 11.5) fit; 10.5
-    # would make 4, ending at 12.0: refused; 9.0 has passed
-    run, late, expired = cost.schedule([10.5, 11.6, 13.0, None, 9.0], now=10.0)
+    assert cost.expected_s(1) == pytest.approx(0.4) and cost.expected_s(8) == pytest.approx(3.2)
+    cost.observe(4, 1.2)  # two sizes: the line through them, 0.4 + 0.2 s per conversation
+    assert cost.expected_s(1) == pytest.approx(0.6) and cost.expected_s(3) == pytest.approx(1.0)
+    # at t=10, latest deadline first: none (1 conversation: ends 10.6), 13.0 (2: 10.8), 11.1 (3: 11.0) fit; 10.5
+    # would make 4, ending at 11.2: refused; 9.0 has passed
+    run, late, expired = cost.schedule([10.5, 11.1, 13.0, None, 9.0], now=10.0)
     assert expired == [4] and run == [1, 2, 3] and late == [0]
     cost = DecodeCost(margin=2.0, history=2)
     for size, seconds in ((4, 100.0), (4, 2.0), (2, 1.0)):
         cost.observe(size, seconds)
-    assert cost.expected_s(4) == 2.0  # the oldest batch is forgotten
-    # margin 2: one conversation (0.5 s from the batch of 2) must fit 1 s, two must fit 2 s
+    assert cost.expected_s(4) == pytest.approx(2.0)  # the oldest batch is forgotten
+    # margin 2: one conversation (0.5 s) must fit 1 s, two must fit 2 s
     assert cost.schedule([11.9, 14.1], now=10.0) == ([1], [0], [])
     assert cost.schedule([12.0, 14.1], now=10.0) == ([0, 1], [], [])
+
+
+def test_decode_cost_expects_a_large_batch_to_take_less_than_in_proportion():
+    """The bench's case: batches of 1-3 conversations take ~0.7-1.1 s and one of 29 ~9 s. Scaling the newest
+    small batch in proportion expects ~20 s for 29 and refuses, at a 30 s deadline, requests the batch answers."""
+    from serve.admission import DecodeCost
+
+    cost = DecodeCost(margin=1.15)
+    for size, seconds in ((1, 0.7), (3, 1.3), (2, 1.0), (1, 0.7)):
+        cost.observe(size, seconds)
+    assert 0.3 < cost.expected_s(1) < 1.0 and 8.0 < cost.expected_s(29) < 10.0  # 0.4 + 0.3 s per conversation
+    run, late, _ = cost.schedule([30.0] * 29, now=0.0)  # all with 30 s left
+    assert len(run) == 29 and late == []
+    cost.observe(29, 9.1)
+    assert cost.expected_s(29) == pytest.approx(9.1, rel=0.05)
+    noisy = DecodeCost()  # bigger measured faster (noise): no negative slope, the mean time
+    noisy.observe(4, 1.0), noisy.observe(8, 0.9)
+    assert noisy.expected_s(64) == pytest.approx(0.95)
+    steep = DecodeCost()  # time growing faster than size: the line through the origin, never a negative intercept
+    steep.observe(1, 0.1), steep.observe(2, 1.0)
+    assert steep.expected_s(1) > 0 and steep.expected_s(2) == pytest.approx(2.1 / 5 * 2)
 
 
 def test_ingress_refuses_what_cannot_be_answered_before_its_deadline(ingress):
