@@ -61,7 +61,10 @@ def parse_args(argv=None):
     p.add_argument("--reload-only", action="store_true", help="only the steady and reload phases (4): a quick "
                    "profile of a reload, with the probe's and the publish's seconds")
     p.add_argument("--out", default=DEFAULT_OUT, help="default: %(default)s")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.clients < 2:  # 1 client is its own phase in every run (serve_1): the two would be one phase
+        p.error(f"--clients must be >= 2 (got {args.clients}): the 1-client phase is measured in every run")
+    return args
 
 
 class EngineAlone:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from bench.load import closed_loop, merge, status_counts, summarize
 
 
@@ -70,3 +72,12 @@ def test_reload_only_report_has_only_the_reload_target():
     assert out["reload"]["failed"] == 1 and not out["reload"]["ok"]  # a 503 during a reload is a failed request
     phases["reload_8"]["statuses"] = {"200": 9}
     assert targets({"phases": phases}, parse_args(["--reload-only"]))["reload"]["ok"]
+
+
+def test_one_throughput_client_is_refused_not_merged_into_the_one_client_phase(capsys):
+    from bench.serve_load import parse_args
+
+    assert parse_args(["--clients", "2"]).clients == 2
+    with pytest.raises(SystemExit):
+        parse_args(["--clients", "1"])
+    assert "--clients must be >= 2 (got 1)" in capsys.readouterr().err
