@@ -124,10 +124,11 @@ class DecodeCost:
         expired = [i for i, d in enumerate(deadlines) if d is not None and d <= now]
         waiting = sorted((i for i, d in enumerate(deadlines) if d is None or d > now),
                          key=lambda i: -(deadlines[i] if deadlines[i] is not None else float("inf")))
-        if self.expected_s(1) is None:
+        fit = self.line()  # once per batch, not once per conversation
+        if fit is None:
             return sorted(waiting), [], expired
         run, late = [], []
         for i in waiting:  # deadlines fall along the list: the one being added is the earliest of those kept
-            end = now + self.margin * self.expected_s(len(run) + 1)
+            end = now + self.margin * (fit[0] + fit[1] * (len(run) + 1))
             (run if deadlines[i] is None or end <= deadlines[i] else late).append(i)
         return sorted(run), sorted(late), expired
