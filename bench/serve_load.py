@@ -1,7 +1,7 @@
 """Benchmark: the serving targets of deadlines, backpressure and reloads, measured side by side in one run.
 
-    python -m bench.serve_load [--model smollm2-135m] [--checkpoint default] [--seconds 20] [--reload-to X]
-                               [--out bench/results/serve_load.json]
+    python -m bench.serve_load [--model smollm2-135m] [--checkpoint default] [--seconds 20] [--round-seconds 20]
+                               [--reload-to X] [--out bench/results/serve_load.json]
 
 On a local Ray instance of its own (2 CPUs), in order:
 
@@ -11,7 +11,8 @@ On a local Ray instance of its own (2 CPUs), in order:
    prompt (offline requests/s) and prompts one request at a time (single-request latency). Serve is
    `serve.app.deploy`, one model replica, API key on, over loopback HTTP with closed-loop clients that send the
    embedded test conversations on `/route`: 1 client (p50 against the engine's single-request latency) and 32
-   clients (requests/s against the engine's offline throughput). Then the engine alone is shut down.
+   clients (requests/s against the engine's offline throughput), each round `--round-seconds` long and then
+   drained (every request in flight answered and counted). Then the engine alone is shut down.
 2. **Where the time goes**: each answer's `timing` (queue to the engine, the batch's decode) and the ingress's
    `latency_ms` against the client's wall time, as medians per phase (`breakdown`).
 3. **Overload**: the replica's queue made small in place (`max_ongoing_requests` / `max_queued_requests`, Serve's
@@ -49,7 +50,11 @@ def parse_args(argv=None):
     p.add_argument("--seconds", type=float, default=20.0, help="per load phase (default: %(default)s)")
     p.add_argument("--clients", type=int, default=32, help="the throughput phase (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=3, help="rounds of the engine-alone and Serve phases at 1 and "
-                   "--clients clients, alternating, each of --seconds / rounds (default: %(default)s)")
+                   "--clients clients, alternating (default: %(default)s)")
+    # A round must span several of the replica's batches: with --clients at once a batch takes ~10 s on a 2-core
+    # machine, and a round shorter than that measures one batch and the drain after it, not the steady rate.
+    p.add_argument("--round-seconds", type=float, default=20.0, help="each Serve round at 1 and at --clients "
+                   "clients, before the requests in flight are waited for (default: %(default)s)")
     p.add_argument("--overload-clients", type=int, default=64, help="default: %(default)s")
     p.add_argument("--overload-queue", type=int, default=4, help="max_queued_requests in the overload phase")
     p.add_argument("--overload-deadline", type=float, default=10.0, help="request_timeout_s in the overload phase")
@@ -141,6 +146,7 @@ def main(argv=None) -> int:
     cfg = ServeConfig(engine=EngineConfig(model=args.model, kv_cache_gib=1, max_num_seqs=32), port=args.port,
                       checkpoint=str(served) if served else "none", api_key_file=str(tmp / "key"), replica_cpus=1)
     report: dict = {"model": args.model, "checkpoint": str(served), "seconds_per_phase": args.seconds,
+                    "seconds_per_round": args.round_seconds,
                     "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                 "loadavg_start": os.getloadavg()}}
     phases = report["phases"] = {}
@@ -160,10 +166,10 @@ def main(argv=None) -> int:
         offline, single, rounds = [], [], {1: [], args.clients: []}
         for r in range(0 if args.reload_only else args.rounds):
             single += alone.single_s(max(1, 24 // args.rounds))
-            rounds[1].append(closed_loop(send, convs, 1, args.seconds / args.rounds))
+            rounds[1].append(closed_loop(send, convs, 1, args.round_seconds))
             if not args.latency_only:
                 offline.append(alone.offline_s())
-                rounds[args.clients].append(closed_loop(send, convs, args.clients, args.seconds / args.rounds))
+                rounds[args.clients].append(closed_loop(send, convs, args.clients, args.round_seconds))
             print(f"  round {r + 1} of {args.rounds} done", flush=True)
         alone.shutdown()  # the phases below have no engine-alone counterpart
         if not args.reload_only:

@@ -82,9 +82,12 @@ class DecodeCost:
     spent). The expected time is a line a + b*m fitted to the recent batches: a batch's time grows far less than
     in proportion to its size (a fixed cost per decode step is shared by the whole batch), so scaling one small
     batch up would refuse, under load, requests a large batch could still answer in time. `margin` covers the
-    fit's error."""
+    fit's error. A batch larger than `reach` times the largest remembered one is never refused on the estimate: a
+    line fitted to small batches alone (a fresh replica's first requests) extrapolates their noise, and a burst of
+    requests with most of their deadline left was refused on it."""
     history: int = 32  # batches remembered
     margin: float = 1.15  # expected seconds times this must fit before the deadline
+    reach: float = 2.0  # how far past the largest remembered batch size the estimate is trusted to refuse
     _batches: deque = field(default_factory=deque, repr=False)  # (size, seconds), newest last
 
     def observe(self, size: int, seconds: float) -> None:
@@ -127,8 +130,11 @@ class DecodeCost:
         fit = self.line()  # once per batch, not once per conversation
         if fit is None:
             return sorted(waiting), [], expired
+        trusted = self.reach * max(m for m, _ in self._batches)
         run, late = [], []
         for i in waiting:  # deadlines fall along the list: the one being added is the earliest of those kept
-            end = now + self.margin * (fit[0] + fit[1] * (len(run) + 1))
-            (run if deadlines[i] is None or end <= deadlines[i] else late).append(i)
+            size = len(run) + 1
+            end = now + self.margin * (fit[0] + fit[1] * size)
+            fits = deadlines[i] is None or end <= deadlines[i] or size > trusted
+            (run if fits else late).append(i)
         return sorted(run), sorted(late), expired

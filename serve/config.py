@@ -76,6 +76,10 @@ class ServeConfig:
     # receipt of a request to its answer; past it: 504, the model requests cancelled, queued ones never decoded.
     # In the ingress's user_config: changeable in place (serve.reload.update(app, {...}, deployment="RouterIngress"))
     request_timeout_s: float = 30.0
+    # of request_timeout_s, kept for what the ingress does not see: the proxy's queue before the request reaches
+    # it and the way back to the client, so that the client has its answer (or 504) within request_timeout_s;
+    # at most a tenth of request_timeout_s
+    deadline_reserve_s: float = 1.0
     # refuse (503, Retry-After) a request that, behind the answers already owed at the rate they come back, would
     # outlive its deadline, instead of admitting it to end as a 504 (serve.admission)
     admit_by_deadline: bool = True
@@ -98,7 +102,7 @@ class ServeConfig:
         not_positive = [k for k in ("request_timeout_s", "drain_timeout_s") if not getattr(self, k) > 0]
         if not_positive:
             raise ServeConfigError(f"{', '.join(not_positive)} must be > 0")
-        negative = [k for k in ("retry_after_s", "answer_margin_tokens") if getattr(self, k) < 0]
+        negative = [k for k in ("retry_after_s", "answer_margin_tokens", "deadline_reserve_s") if getattr(self, k) < 0]
         if negative:
             raise ServeConfigError(f"{', '.join(negative)} must be >= 0")
         queues = [k for k in ("max_queued_requests", "ingress_max_queued_requests")

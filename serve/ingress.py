@@ -11,7 +11,8 @@ unknown paths and methods (404, 405) and a missing key (401). A bad request neve
 server keeps serving; an unexpected exception is logged and answered 500 in the same shape, with no traceback.
 
 Deadlines and backpressure, in the same shape: a request not answered within `request_timeout_s` of its receipt
-is answered 504 (`deadline_exceeded`) and its model requests are cancelled (a queued one is never decoded, see
+(less `deadline_reserve_s`, at most a tenth of it, kept for the proxy's queue and the way back, which the ingress
+does not see) is answered 504 (`deadline_exceeded`) and its model requests are cancelled (a queued one is never decoded, see
 serve.model); a full model queue (Serve's `max_queued_requests`: Serve raises BackPressureError at the handle)
 is a 503 (`overloaded`) with `Retry-After`, and so is a request that could not be answered before its deadline
 behind the answers already owed, at the rate they come back (serve.admission: refused at once, not left to end
@@ -290,7 +291,8 @@ class RouterIngress:
         ApiError (504, 503); whatever ends this early (the deadline, an error, this request cancelled because its
         client went away) cancels the model requests still out."""
         timeout = self._setting("request_timeout_s")
-        remaining = timeout - (time.perf_counter() - start)
+        reserve = min(self.cfg.deadline_reserve_s, timeout / 10)  # the proxy's queue and the way back
+        remaining = timeout - reserve - (time.perf_counter() - start)
         if remaining <= 0:
             raise deadline_exceeded(timeout)
         if self.admission is not None and not self.admission.admits(len(prompts), remaining):

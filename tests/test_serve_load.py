@@ -100,6 +100,7 @@ def test_load_config_rules():
                         ({"request_timeout_s": 0}, "request_timeout_s must be > 0"),
                         ({"drain_timeout_s": -1}, "drain_timeout_s must be > 0"),
                         ({"retry_after_s": -1}, "retry_after_s must be >= 0"),
+                        ({"deadline_reserve_s": -0.5}, "deadline_reserve_s must be >= 0"),
                         ({"max_tokens": 0}, "max_tokens must be >= 1"),
                         ({"max_conversation_tokens": 2000}, "the answer cap's bound")):
         with pytest.raises(ServeConfigError, match=needle):
@@ -185,6 +186,16 @@ def test_ingress_deadline_is_a_504_and_cancels_the_model_request(ingress):
         assert "request_timeout_s=0.5 s" in _error(resp, 504, "deadline_exceeded")
     assert time.monotonic() - start < 10  # answered at the deadline, not after the model's 30 s
     assert len(ingress.responses) == 2 and all(r.cancelled for r in ingress.responses)
+
+    seen = []
+
+    async def note(prompt, deadline):
+        seen.append(deadline - time.time())
+        return _ok(prompt, deadline)
+
+    ingress.answer = note  # request_timeout_s 0.5: a tenth (the cap on deadline_reserve_s) kept for the way back
+    assert ingress.client.post("/route", json=ROUTE, headers=ingress.headers).status_code == 200
+    assert 0.3 < seen[0] <= 0.45
 
     async def expired(prompt, deadline):  # the replica dropped it before decoding
         return {"expired": True}
@@ -275,6 +286,25 @@ def test_decode_cost_expects_a_large_batch_to_take_less_than_in_proportion():
     steep = DecodeCost()  # time growing faster than size: the line through the origin, never a negative intercept
     steep.observe(1, 0.1), steep.observe(2, 1.0)
     assert steep.expected_s(1) > 0 and steep.expected_s(2) == pytest.approx(2.1 / 5 * 2)
+
+
+def test_decode_cost_does_not_refuse_on_a_line_extrapolated_far_past_what_it_saw():
+    """A fresh replica has seen only a warm-up's small batches, one of them slow: the line through them expects
+    ~34 s for a burst of 30 and refused 10 of 32 requests with 28.7 s of their deadline left (bench, 2026-12-02)."""
+    from serve.admission import DecodeCost
+
+    cost = DecodeCost(margin=1.15)  # reach 2: the estimate refuses batches of up to 8
+    for size, seconds in ((4, 5.5), (1, 0.7), (1, 0.6), (2, 0.9)):
+        cost.observe(size, seconds)
+    assert cost.expected_s(30) > 34.0
+    run, late, _ = cost.schedule([28.7] * 30, now=0.0)
+    assert len(run) == 30 and late == []
+    # within its reach it still refuses: 8 conversations expected ~10.5 s do not fit 9 s; the 6 that fit run
+    run, late, _ = cost.schedule([9.0] * 8, now=0.0)
+    assert len(run) == 6 and len(late) == 2
+    cost.observe(30, 10.7)  # once a batch that large was seen, 60 is within reach and refused when it cannot fit
+    run, late, _ = cost.schedule([5.0] * 60, now=0.0)
+    assert late and len(run) + len(late) == 60
 
 
 def test_ingress_refuses_what_cannot_be_answered_before_its_deadline(ingress):
