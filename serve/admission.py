@@ -138,3 +138,24 @@ class DecodeCost:
             fits = deadlines[i] is None or end <= deadlines[i] or size > trusted
             (run if fits else late).append(i)
         return sorted(run), sorted(late), expired
+
+    def expected_end(self, now: float, running: tuple[float, int] | None, ahead: int,
+                     max_batch: int) -> float | None:
+        """When a conversation arriving at `now` would have its answer: after the running batch (its start, wall
+        clock, and size; None: the engine is free) and the batches of the `ahead` conversations waiting before it,
+        its own last, each at the expected time x margin. None while the cost is unknown or a batch would be past
+        the estimate's reach. The replica refuses at once what this puts past the deadline: waiting would only
+        end as a 504, after its deadline passed in the queue."""
+        fit = self.line()
+        if fit is None:
+            return None
+        sizes = [max_batch] * (ahead // max_batch) + [ahead % max_batch + 1]
+        trusted = self.reach * max(m for m, _ in self._batches)
+        if max(sizes + [running[1] if running else 0]) > trusted:
+            return None
+
+        def cost(m: int) -> float:
+            return self.margin * (fit[0] + fit[1] * m)
+
+        start = max(now, running[0] + cost(running[1])) if running else now
+        return start + sum(cost(m) for m in sizes)

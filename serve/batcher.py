@@ -34,6 +34,10 @@ class Batcher:
             self._loop_task = asyncio.create_task(self._run_batches())
         return await future  # a cancelled caller cancels the future: its item is skipped below
 
+    def waiting(self) -> int:
+        """Calls waiting for a batch (a cancelled one among them until the next batch is taken)."""
+        return len(self._waiting)
+
     def _take(self) -> list[tuple[Any, asyncio.Future]]:
         batch = []
         while self._waiting and len(batch) < self.max_batch_size:

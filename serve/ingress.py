@@ -323,9 +323,9 @@ class RouterIngress:
             raise deadline_exceeded(timeout)
         late = [out for out in outs if out.get("late")]  # refused by the replica: its batch would end too late
         if late:
-            raise ApiError(503, "overloaded", f"the model replica's batch would take ~{late[0]['expected_s']:g} s, "
+            raise ApiError(503, "overloaded", f"the model replica expects to answer in ~{late[0]['expected_s']:g} s, "
                            f"past this request's deadline (~{late[0].get('left_s', 0):g} s left of "
-                           f"request_timeout_s={timeout:g} when it got the engine): retry later",
+                           f"request_timeout_s={timeout:g}): retry later",
                            retry_after(self._setting("retry_after_s")))
         return outs
 

@@ -116,6 +116,7 @@ class RouterModel:
         self._dead: Exception | None = None
         self.last_load_s: float | None = None  # the engine's hold of the last weight load (info(): reload profiles)
         self.decode_cost = DecodeCost()  # which conversations of a batch can still make their deadlines
+        self._running: tuple[float, int] | None = None  # the batch decoding now: (its start, wall clock; its size)
         self.batcher = Batcher(self._decode)  # its size and wait are set from the user_config in reconfigure
 
     async def reconfigure(self, user_config: dict) -> None:
@@ -164,6 +165,12 @@ class RouterModel:
         text, token counts, finish reason, the weight version and its `timing`; or `{"expired": True}` if its
         deadline (wall-clock seconds; None: none) passed before its batch got the engine, or `{"late": True}` if
         the batch would have ended past it (neither is decoded)."""
+        if deadline is not None:  # refused now rather than left to expire in the queue behind what runs
+            now = time.time()
+            end = self.decode_cost.expected_end(now, self._running, self.batcher.waiting(),
+                                                self.batcher.max_batch_size)
+            if end is not None and end > deadline:
+                return {"late": True, "expected_s": round(end - now, 2), "left_s": round(deadline - now, 2)}
         return await self.batcher.submit((prompt, deadline))
 
     async def _decode(self, items: list[tuple[str, float | None]]) -> list[dict]:
@@ -179,7 +186,11 @@ class RouterModel:
             now = time.time()
             live, late, _ = self.decode_cost.schedule(deadlines, now)
             started = time.perf_counter()
-            groups = self._sample([prompts[i] for i in live]) if live else []
+            self._running = (now, len(live))
+            try:
+                groups = self._sample([prompts[i] for i in live]) if live else []
+            finally:
+                self._running = None
             seconds = time.perf_counter() - started
             self.decode_cost.observe(len(live), seconds)
             engine_ms = round(1000 * seconds, 2)

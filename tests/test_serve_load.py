@@ -722,3 +722,19 @@ def test_probe_lets_waiting_batches_run_between_its_conversations(monkeypatch):
     during = [ok for t, ok in seen if started < t < finished]
     assert len(result["answers"]) == 4 and result["longest_hold_s"] < result["seconds"] / 2
     assert len(during) >= 3 and all(during)  # it got the engine between the holds, on the serving weights
+
+
+def test_decode_cost_expects_the_answer_after_the_running_batch_and_those_waiting():
+    """A conversation arriving behind a running batch and a queue: its answer comes after both, so one whose
+    deadline falls before that is refused at once (503) instead of expiring in the queue (504)."""
+    from serve.admission import DecodeCost
+
+    cost = DecodeCost(margin=1.0)
+    assert cost.expected_end(0.0, None, 0, 32) is None  # nothing seen: unknown, admitted
+    cost.observe(1, 1.0), cost.observe(10, 5.5)  # 0.5 + 0.5 s per conversation
+    assert cost.expected_end(100.0, None, 0, 32) == pytest.approx(101.0)  # the engine free: its own batch
+    # a batch of 10 started at 98 (ends 103.5), 3 waiting: its batch of 4 ends 2.5 s later
+    assert cost.expected_end(100.0, (98.0, 10), 3, 32) == pytest.approx(106.0)
+    # 12 waiting with batches of 8: a full batch (4.5 s), then its own of 5 (3 s)
+    assert cost.expected_end(100.0, None, 12, 8) == pytest.approx(107.5)
+    assert cost.expected_end(100.0, None, 40, 64) is None  # a batch of 41: past twice the largest seen
