@@ -164,7 +164,8 @@ class RouterModel:
         """The greedy answer to one rendered prompt, decoded in a batch with the other calls waiting (serve.batcher):
         text, token counts, finish reason, the weight version and its `timing`; or `{"expired": True}` if its
         deadline (wall-clock seconds; None: none) passed before its batch got the engine, or `{"late": True}` if
-        the batch would have ended past it (neither is decoded)."""
+        its answer was expected past it, on arrival (behind the running batch and those waiting) or when its batch
+        got the engine (neither is decoded)."""
         if deadline is not None:  # refused now rather than left to expire in the queue behind what runs
             now = time.time()
             end = self.decode_cost.expected_end(now, self._running, self.batcher.waiting(),
