@@ -168,6 +168,8 @@ class RouterModel:
         got the engine (neither is decoded)."""
         if deadline is not None:  # refused now rather than left to expire in the queue behind what runs
             now = time.time()
+            if deadline <= now:
+                return {"expired": True}
             end = self.decode_cost.expected_end(now, self._running, self.batcher.waiting(),
                                                 self.batcher.max_batch_size)
             if end is not None and end > deadline:
