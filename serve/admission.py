@@ -115,6 +115,10 @@ class DecodeCost:
         # the intercept would be negative (time grows faster than size): the least-squares line through the origin
         return 0.0, sum(m * t for m, t in self._batches) / sum(m * m for m, _ in self._batches)
 
+    def _trusted_size(self) -> float:
+        """The largest batch the estimate may refuse on (call with a batch remembered)."""
+        return self.reach * max(m for m, _ in self._batches)
+
     def expected_s(self, size: int) -> float | None:
         """Seconds to decode a batch of `size`, or None before any batch was seen."""
         fit = self.line()
@@ -130,7 +134,7 @@ class DecodeCost:
         fit = self.line()  # once per batch, not once per conversation
         if fit is None:
             return sorted(waiting), [], expired
-        trusted = self.reach * max(m for m, _ in self._batches)
+        trusted = self._trusted_size()
         run, late = [], []
         for i in waiting:  # deadlines fall along the list: the one being added is the earliest of those kept
             size = len(run) + 1
@@ -150,8 +154,7 @@ class DecodeCost:
         if fit is None:
             return None
         sizes = [max_batch] * (ahead // max_batch) + [ahead % max_batch + 1]
-        trusted = self.reach * max(m for m, _ in self._batches)
-        if max(sizes + [running[1] if running else 0]) > trusted:
+        if max(sizes + [running[1] if running else 0]) > self._trusted_size():
             return None
 
         def cost(m: int) -> float:
