@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import tempfile
 import threading
@@ -97,7 +98,10 @@ def route_sender(url: str, key: str, honour_retry_after: bool = False):
         resp = local.client.post("/route", json={"conversation": conv})
         if resp.status_code != 200:
             retry = resp.headers.get("retry-after") if honour_retry_after and resp.status_code == 503 else None
-            return False, {"status": resp.status_code, "retry_after": retry, "message": resp.text[:200]}
+            info = {"status": resp.status_code, "retry_after": retry, "message": resp.text[:200]}
+            if resp.headers.get("server-timing"):  # a 504's ingress share and where its time went
+                info["server_timing"] = resp.headers["server-timing"]
+            return False, info
         r = resp.json()["results"][0]
         info = {"status": 200, "version": r["version"], "parsed": r["parsed"], "tokens": r["completion_tokens"],
                 "ingress_ms": r["latency_ms"]}
@@ -123,6 +127,29 @@ def status_counts(records: list) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def server_timing(header: str) -> tuple[float, str] | None:
+    """(ingress ms, where) from a 504's `Server-Timing: ingress;dur=<ms>;desc="<where>"`, or None."""
+    m = re.match(r'ingress;dur=([0-9.]+);desc="([a-z_]+)"', header or "")
+    return (float(m.group(1)), m.group(2)) if m else None
+
+
+def expired_breakdown(expired: list[tuple[float, dict]]) -> dict:
+    """Where the 504s' time went: how many by cause (serve.ingress.EXPIRED_WHERE), and the median and longest wait
+    at the client against the ingress's share of it; the difference is the proxy's queue and the way back."""
+    parsed = [(client_s, server_timing(info.get("server_timing"))) for client_s, info in expired]
+    where: dict[str, int] = {}
+    for _, st in parsed:
+        where[st[1] if st else "unknown"] = where.get(st[1] if st else "unknown", 0) + 1
+    client_ms = [1000 * c for c, _ in parsed]
+    ingress_ms = [st[0] for _, st in parsed if st]
+    outside_ms = [1000 * c - st[0] for c, st in parsed if st]
+    med = lambda xs: round(statistics.median(xs), 1) if xs else None  # noqa: E731
+    return {"count": len(expired), "where": dict(sorted(where.items())),
+            "client_ms": {"median": med(client_ms), "max": round(max(client_ms), 1)},
+            "ingress_ms": {"median": med(ingress_ms), "max": round(max(ingress_ms), 1) if ingress_ms else None},
+            "outside_ingress_ms": {"median": med(outside_ms), "max": round(max(outside_ms), 1) if outside_ms else None}}
+
+
 def summarize(res: dict) -> dict:
     """Requests/s, latency percentiles over the answered requests, statuses, errors, and what the answers were
     (parsed share, tokens, versions)."""
@@ -142,6 +169,10 @@ def summarize(res: dict) -> dict:
         for i in infos:
             versions[i.get("version")] = versions.get(i.get("version"), 0) + 1
         res["answers_per_version"] = {str(k): v for k, v in sorted(versions.items(), key=lambda kv: str(kv[0]))}
+    expired = [(t1 - t0, info) for t0, t1, ok, info in records if not ok and isinstance(info, dict)
+               and info.get("status") == 504]
+    if expired:
+        res["expired"] = expired_breakdown(expired)
     timed = [(t1 - t0, info) for t0, t1, ok, info in records if ok and isinstance(info, dict) and "engine_ms" in info]
     if timed:
         res["breakdown"] = breakdown(timed)

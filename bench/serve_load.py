@@ -320,6 +320,15 @@ def print_table(report: dict) -> None:
         for name, b in timed.items():
             print(f"| {name} | {b['client_ms']} | {b['http_ms']} | {b['ingress_ms']} | {b['queue_ms']} | "
                   f"{b['engine_ms']} | {b['batch_size']} |")
+    gone = {name: r["expired"] for name, r in report["phases"].items() if r.get("expired")}
+    if gone:
+        print("\n504s: where the time went (serve.ingress.EXPIRED_WHERE), the client's wait and the ingress's share "
+              "(Server-Timing); outside = the proxy's queue and the way back, median / max ms")
+        print("\n| phase | 504s | where | client | ingress | outside |\n|---|---|---|---|---|---|")
+        for name, e in gone.items():
+            span = lambda d: f"{d['median']} / {d['max']}"  # noqa: E731
+            print(f"| {name} | {e['count']} | {', '.join(f'{k}: {v}' for k, v in e['where'].items())} | "
+                  f"{span(e['client_ms'])} | {span(e['ingress_ms'])} | {span(e['outside_ingress_ms'])} |")
     print("\n| target | measured | goal | met |\n|---|---|---|---|")
     for name, t in report["targets"].items():
         measured = t.get("ratio", t.get("max_ms"))

@@ -152,9 +152,21 @@ def sse(chunk: schema.ChatCompletionChunk) -> Response:
     return Response(body, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-def deadline_exceeded(timeout_s: float) -> ApiError:
+# Where a 504's time went, for whoever tunes the deadline or the admission (bench/serve_load.py counts them): the
+# ingress got the request with no time left (the proxy's queue), the replica dropped it from its queue undecoded, or
+# no answer came back in time (still decoding, or still in a queue the ingress cannot see into).
+EXPIRED_WHERE = {"arrival": "no time was left when the ingress received it",
+                 "replica_queue": "it waited in the model replica's queue past its deadline and was never decoded",
+                 "unanswered": "the model replica had not answered (its batch still decoding, or the request queued)"}
+
+
+def deadline_exceeded(timeout_s: float, where: str, start: float) -> ApiError:
+    """A 504, its message saying where the time went (EXPIRED_WHERE) and a `Server-Timing` header the ingress's
+    share of it (`ingress;dur=<ms>;desc=<where>`): the client's wait less that is the proxy's and the network's."""
+    held_ms = 1000 * (time.perf_counter() - start)
     return ApiError(504, "deadline_exceeded", f"no answer within request_timeout_s={timeout_s:g} s of the request's "
-                                              f"receipt; its generation was cancelled")
+                                              f"receipt: {EXPIRED_WHERE[where]}; its generation was cancelled",
+                    {"Server-Timing": f'ingress;dur={held_ms:.1f};desc="{where}"'})
 
 
 def _settle(admission: Admission, task: asyncio.Future) -> None:
@@ -294,7 +306,7 @@ class RouterIngress:
         reserve = min(self.cfg.deadline_reserve_s, timeout / 10)  # the proxy's queue and the way back
         remaining = timeout - reserve - (time.perf_counter() - start)
         if remaining <= 0:
-            raise deadline_exceeded(timeout)
+            raise deadline_exceeded(timeout, "arrival", start)
         if self.admission is not None and not self.admission.admits(len(prompts), remaining):
             wait = self.admission.expected_wait_s(len(prompts))
             raise ApiError(503, "overloaded", f"the model replicas answer {self.admission.rate():.2f} conversations/s "
@@ -319,8 +331,10 @@ class RouterIngress:
         if failed:
             raise failed[0].exception()
         outs = [t.result() for t in tasks] if not pending else []
-        if pending or any(out.get("expired") for out in outs):  # expired: dropped by the replica before decoding
-            raise deadline_exceeded(timeout)
+        if pending:
+            raise deadline_exceeded(timeout, "unanswered", start)
+        if any(out.get("expired") for out in outs):  # dropped by the replica before decoding
+            raise deadline_exceeded(timeout, "replica_queue", start)
         late = [out for out in outs if out.get("late")]  # refused by the replica: its batch would end too late
         if late:
             raise ApiError(503, "overloaded", f"the model replica expects to answer in ~{late[0]['expected_s']:g} s, "

@@ -81,3 +81,21 @@ def test_one_throughput_client_is_refused_not_merged_into_the_one_client_phase(c
     with pytest.raises(SystemExit):
         parse_args(["--clients", "1"])
     assert "--clients must be >= 2 (got 1)" in capsys.readouterr().err
+
+
+def test_expired_breakdown_splits_each_504_between_the_ingress_and_the_way_there_and_back():
+    def gone(held_ms, where):
+        return {"status": 504, "message": "x", "server_timing": f'ingress;dur={held_ms};desc="{where}"'}
+
+    res = {"clients": 3, "seconds": 12.0, "during": None,
+           "records": [(0.0, 10.5, False, gone(9000.0, "unanswered")),   # 1.5 s outside the ingress
+                       (0.0, 10.1, False, gone(9000.0, "unanswered")),   # 1.1 s
+                       (1.0, 3.0, False, gone(0.5, "arrival")),          # 2.0 s before the ingress saw it
+                       (2.0, 2.5, False, {"status": 504, "message": "no header"}),
+                       (0.0, 0.3, True, {"status": 200, "parsed": True, "tokens": 3})]}
+    e = summarize(res)["expired"]
+    assert e["count"] == 4 and e["where"] == {"arrival": 1, "unanswered": 2, "unknown": 1}
+    assert e["client_ms"] == {"median": 6050.0, "max": 10500.0}
+    assert e["ingress_ms"] == {"median": 9000.0, "max": 9000.0}
+    assert e["outside_ingress_ms"] == {"median": 1500.0, "max": 1999.5}
+    assert "expired" not in summarize(dict(res, records=res["records"][-1:]))

@@ -184,6 +184,9 @@ def test_ingress_deadline_is_a_504_and_cancels_the_model_request(ingress):
     for path, body in (("/route", ROUTE), ("/v1/chat/completions", CHAT)):
         resp = ingress.client.post(path, json=body, headers=ingress.headers)
         assert "request_timeout_s=0.5 s" in _error(resp, 504, "deadline_exceeded")
+        assert "had not answered" in resp.text  # where the time went: in the message and in Server-Timing
+        held, where = resp.headers["server-timing"].removeprefix("ingress;dur=").split(";desc=")
+        assert where == '"unanswered"' and 400 <= float(held) < 5000  # the ingress held it to its deadline
     assert time.monotonic() - start < 10  # answered at the deadline, not after the model's 30 s
     assert len(ingress.responses) == 2 and all(r.cancelled for r in ingress.responses)
 
@@ -201,8 +204,9 @@ def test_ingress_deadline_is_a_504_and_cancels_the_model_request(ingress):
         return {"expired": True}
 
     ingress.answer = expired
-    _error(ingress.client.post("/route", json={"conversations": [CONV, CONV]}, headers=ingress.headers), 504,
-           "deadline_exceeded")
+    resp = ingress.client.post("/route", json={"conversations": [CONV, CONV]}, headers=ingress.headers)
+    assert "never decoded" in _error(resp, 504, "deadline_exceeded")
+    assert resp.headers["server-timing"].endswith('desc="replica_queue"')
 
     async def late(prompt, deadline):  # the replica refused it: its batch would have ended past the deadline
         return {"late": True, "expected_s": 7.5, "left_s": 4.25}
