@@ -47,6 +47,30 @@ def completion_text(tokenizer, labels) -> str:
     return format_answer(labels) + (tokenizer.eos_token or "")
 
 
+# The follow-up question of a rationale turn (`rationale_turn_texts`).
+RATIONALE_QUESTION = "Why these categories?"
+
+
+def rationale_turn_texts(tokenizer, conversation: list[dict[str, str]], labels, rationale: str) -> tuple[str, str]:
+    """(bridge, rationale) texts that extend an SFT example with the teacher's reason for its labels, as a second
+    exchange after the answer: the bridge is the template text from the answer's end-of-turn token to the next
+    assistant turn (a user turn asking `RATIONALE_QUESTION`), the rationale that turn's content and end token.
+
+    Training on it (learner.sft_data, `rationale_weight`) teaches the router why the teacher chose the labels;
+    serving never sees it, since the answer ends at the first end-of-turn token.
+    """
+    first = render_prompt(tokenizer, conversation) + completion_text(tokenizer, labels)
+    messages = prompt_messages(conversation) + [
+        {"role": "assistant", "content": format_answer(labels)},
+        {"role": "user", "content": RATIONALE_QUESTION},
+    ]
+    both = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if not both.startswith(first):
+        raise InputError(f"tokenizer {getattr(tokenizer, 'name_or_path', '?')!r}: its chat template does not render "
+                         "an answered turn as prompt + answer + end token, so a rationale turn cannot follow it")
+    return both[len(first):], rationale.strip() + (tokenizer.eos_token or "")
+
+
 def example_token_ids(tokenizer, example) -> tuple[list[int], list[int]]:
     """(prompt ids, answer ids) of a labelled example: the SFT training pair, and the RL loop's probe sequence."""
     prompt = tokenizer(render_prompt(tokenizer, example.conversation), add_special_tokens=False)["input_ids"]

@@ -96,6 +96,9 @@ class SFTConfig:
     # With init_adapter: adapt lora.top_layers layers, the adapter's own plus new ones below them that start as
     # the identity (B = 0), so the run starts from exactly the saved router with more capacity (learner.lora).
     widen_adapter: bool = False
+    # > 0: examples with the teacher's `label_rationale` go on with a "why?" turn and the rationale, each of its
+    # tokens weighing this much in the loss against 1 for an answer token (learner.sft_data); 0: answers only.
+    rationale_weight: float = 0.0
     train_data: str = str(TRAIN_PATH)
     eval_data: str = str(TEST_PATH)
     run_dir: str = "runs/sft"
@@ -118,6 +121,8 @@ class SFTConfig:
                      "checkpoint_every", "log_every"):
             check_min(name, getattr(self, name), 1)
         check_min("max_steps", self.max_steps, 1, optional=True)
+        if not 0.0 <= self.rationale_weight <= 1.0:
+            raise ValueError(f"rationale_weight must be within [0, 1], got {self.rationale_weight!r}")
         check_min("keep_checkpoints", self.keep_checkpoints, 1, optional=True)
         if self.widen_adapter and not (self.init_adapter and self.lora.top_layers):
             raise ValueError("widen_adapter=true needs init_adapter (the adapter to widen) and lora.top_layers=k "

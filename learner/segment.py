@@ -86,8 +86,10 @@ def common_prefix_len(sequences: Sequence[Sequence[int]], cap: int | None = None
 
 
 def prefix_answer_ce(model, prefix: Tensor, rows: Sequence[Tensor], targets: Sequence[Sequence[int]],
-                     n_answer: Sequence[int], start: int = 0) -> Tensor:
-    """Summed cross-entropy of each row's answer tokens, the shared prefix run once.
+                     n_answer: Sequence[int], start: int = 0,
+                     weights: Sequence[Sequence[float] | None] | None = None) -> Tensor:
+    """Summed cross-entropy of each row's answer tokens, the shared prefix run once (``weights[i]``, when given
+    and not None, weighs row i's answer tokens one by one).
 
     `prefix` is ``[P, H]``: the input of layer `start` at the prefix positions (token embeddings when
     ``start == 0``). ``rows[i]`` is ``[S_i, H]``, the same for the rest of example i (its prompt after the prefix
@@ -131,4 +133,8 @@ def prefix_answer_ce(model, prefix: Tensor, rows: Sequence[Tensor], targets: Seq
         tgt.extend(int(t) for t in targets[i][s - a:])
     sel = out[torch.tensor(b_idx, device=device), torch.tensor(t_idx, device=device)]  # [K, H]
     logits = head(inner.norm(sel)).float()
-    return F.cross_entropy(logits, torch.tensor(tgt, device=device), reduction="sum")
+    if weights is None or all(w is None for w in weights):
+        return F.cross_entropy(logits, torch.tensor(tgt, device=device), reduction="sum")
+    w = [x for i, a in enumerate(n_answer) for x in (weights[i] if weights[i] is not None else (1.0,) * a)]
+    ce = F.cross_entropy(logits, torch.tensor(tgt, device=device), reduction="none")
+    return (ce * torch.tensor(w, dtype=ce.dtype, device=device)).sum()

@@ -237,7 +237,8 @@ def build_optimizer(cfg: SFTConfig, policy, steps: int):
 
 
 def masked_ce_sum(model, mb: dict, device):
-    """Sum of the cross-entropy over the answer tokens of a micro-batch (logits only from the first answer on)."""
+    """Weighted sum of the cross-entropy over the answer tokens of a micro-batch (logits only from the first
+    answer on)."""
     import torch.nn.functional as F
 
     input_ids = mb["input_ids"].to(device, non_blocking=True)
@@ -248,8 +249,9 @@ def masked_ce_sum(model, mb: dict, device):
                 logits_to_keep=keep, use_cache=False)
     logits = out.logits[:, :-1].float()
     targets = labels[:, start:]
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,
-                           reduction="sum")
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,
+                         reduction="none")
+    return (ce * mb["weights"][:, start:].reshape(-1).to(device)).sum()
 
 
 def answer_loss_fn(model, examples: Sequence[TokenizedExample], pad_id: int, device, prefix_len: int = 0,
@@ -270,7 +272,7 @@ def answer_loss_fn(model, examples: Sequence[TokenizedExample], pad_id: int, dev
             ids = [examples[i].input_ids for i in indices]
             prefix, rows = cache.tensors(ids, dtype, device)
             return prefix_answer_ce(model, prefix, rows, [x[P:] for x in ids], [examples[i].n_answer for i in indices],
-                                    start=cache.layer)
+                                    start=cache.layer, weights=[examples[i].weights for i in indices])
         return cached
     if prefix_len > 0:
         import torch
@@ -281,7 +283,8 @@ def answer_loss_fn(model, examples: Sequence[TokenizedExample], pad_id: int, dev
             ids = [examples[i].input_ids for i in indices]
             prefix = embed(model, torch.tensor(ids[0][:P], device=device))
             rows = [embed(model, torch.tensor(x[P:], device=device)) for x in ids]
-            return prefix_answer_ce(model, prefix, rows, [x[P:] for x in ids], [examples[i].n_answer for i in indices])
+            return prefix_answer_ce(model, prefix, rows, [x[P:] for x in ids], [examples[i].n_answer for i in indices],
+                                    weights=[examples[i].weights for i in indices])
         return shared
     return lambda indices: masked_ce_sum(model, collate(examples, indices, pad_id), device)
 
@@ -291,8 +294,9 @@ def sft_step(model, params, optimizer, scheduler, examples: Sequence[TokenizedEx
              max_grad_norm: float, manual_allreduce: bool = False) -> dict:
     """One optimizer step over a global batch; this worker does its share.
 
-    The loss is the token mean over all answer tokens of the global batch: each micro-batch's summed
-    cross-entropy is divided by that global count (known to every worker from the plan) and multiplied by the
+    The loss is the (weighted) token mean over all answer tokens of the global batch: each micro-batch's summed
+    cross-entropy is divided by that global count, or the sum of the tokens' weights when rationale tokens weigh
+    less (`TokenizedExample.weight_total`; known to every worker from the plan), and multiplied by the
     world size (DDP averages gradients over workers), so DDP + accumulation equals one big batch. `ce_fn(indices)`
     is the summed answer cross-entropy of a micro-batch (`answer_loss_fn`). A loss that does not go through the
     DDP module's forward (the shared-prefix and cached paths call its layers) averages the gradients itself
@@ -302,6 +306,7 @@ def sft_step(model, params, optimizer, scheduler, examples: Sequence[TokenizedEx
     import torch.distributed as dist
 
     n_answer = sum(examples[i].n_answer for i in batch)
+    norm = sum(examples[i].weight_total for i in batch)  # n_answer unless rationale tokens weigh less
     tokens = sum(examples[i].n_tokens for i in batch)
     micro = worker_micro_batches(batch, lengths, rank, world, grad_accum)
     ddp = hasattr(model, "no_sync")
@@ -310,7 +315,7 @@ def sft_step(model, params, optimizer, scheduler, examples: Sequence[TokenizedEx
         sync = not ddp or m == len(micro) - 1
         with contextlib.nullcontext() if sync else model.no_sync():
             ce = ce_fn(idx)
-            (ce * (world / n_answer)).backward()
+            (ce * (world / norm)).backward()
         ce_total += ce.detach().double()
     if world > 1:
         dist.all_reduce(ce_total)
@@ -324,7 +329,7 @@ def sft_step(model, params, optimizer, scheduler, examples: Sequence[TokenizedEx
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return {"loss": ce_total.item() / n_answer, "lr": lr, "grad_norm": float(grad_norm), "tokens": tokens,
+    return {"loss": ce_total.item() / norm, "lr": lr, "grad_norm": float(grad_norm), "tokens": tokens,
             "answer_tokens": n_answer}
 
 
@@ -552,7 +557,7 @@ def train_sft(cfg: SFTConfig) -> dict:
     model_path = resolve_model(cfg.model.name)  # the models module's clear error for a missing model, up front
     _check_top_layers(cfg, model_path)
     tokenizer = load_tokenizer(cfg.model.name)
-    examples = load_sft_examples(cfg.train_data, tokenizer, cfg.max_seq_len)
+    examples = load_sft_examples(cfg.train_data, tokenizer, cfg.max_seq_len, cfg.rationale_weight)
     steps = total_steps(cfg, len(examples))
     fingerprint = plan_fingerprint(examples, cfg.batch_size, cfg.seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

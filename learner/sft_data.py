@@ -4,6 +4,13 @@ An example becomes ``prompt ids + completion ids``: the prompt is `data.prompt.r
 `data.prompt.completion_text` (the canonical answer plus the end-of-turn token), each tokenized with
 ``add_special_tokens=False``. The loss is on the completion tokens only (labels are -100 on the prompt).
 
+With ``rationale_weight > 0`` an example whose metadata carries the teacher's `label_rationale` (the reference
+corpus does) goes on after its answer with a second exchange, "why these categories?" and the rationale
+(`data.prompt.rationale_turn_texts`): the answer tokens keep weight 1, the question's template tokens weight 0 and
+the rationale's tokens `rationale_weight` each. Learning to explain the labels shapes the top layers' features
+for the labels themselves (the multi-task half of "distilling step-by-step"); the answer is unchanged, so
+evaluation and serving never generate the rationale.
+
 The batch plan of an epoch is a pure function of ``(lengths, batch_size, seed, epoch)``: shuffle with
 ``random.Random(seed * 1000 + epoch)``, drop the ``n % batch_size`` examples that come last (a different few each
 epoch), sort windows of ~50 batches by length (less padding), cut into global batches and shuffle their order. So a
@@ -28,7 +35,7 @@ from pathlib import Path
 from typing import Sequence
 
 from data.mix import MixError, read_mix
-from data.prompt import example_token_ids
+from data.prompt import example_token_ids, rationale_turn_texts
 from memroute.core.errors import InputError
 
 IGNORE_INDEX = -100
@@ -44,6 +51,8 @@ class TokenizedExample:
     id: str
     input_ids: tuple[int, ...]  # prompt ids followed by completion ids
     n_prompt: int
+    # loss weight of each completion token (n_answer of them); None: every one weighs 1
+    weights: tuple[float, ...] | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -53,15 +62,30 @@ class TokenizedExample:
     def n_answer(self) -> int:
         return len(self.input_ids) - self.n_prompt
 
+    @property
+    def weight_total(self) -> float:
+        """What the example adds to a batch's loss normaliser: its answer tokens, weighted."""
+        return float(self.n_answer) if self.weights is None else float(sum(self.weights))
 
-def tokenize_example(tokenizer, example) -> TokenizedExample:
+
+def tokenize_example(tokenizer, example, rationale_weight: float = 0.0) -> TokenizedExample:
     prompt, answer = example_token_ids(tokenizer, example)
-    return TokenizedExample(example.id, tuple(prompt) + tuple(answer), len(prompt))
+    rationale = example.metadata.get("label_rationale") if rationale_weight > 0 else None
+    if not isinstance(rationale, str) or not rationale.strip():
+        return TokenizedExample(example.id, tuple(prompt) + tuple(answer), len(prompt))
+    bridge_text, rationale_text = rationale_turn_texts(tokenizer, example.conversation, example.categories, rationale)
+    bridge = tokenizer(bridge_text, add_special_tokens=False)["input_ids"]
+    because = tokenizer(rationale_text, add_special_tokens=False)["input_ids"]
+    weights = (1.0,) * len(answer) + (0.0,) * len(bridge) + (float(rationale_weight),) * len(because)
+    return TokenizedExample(example.id, tuple(prompt) + tuple(answer) + tuple(bridge) + tuple(because), len(prompt),
+                            weights)
 
 
-def load_sft_examples(path: str | os.PathLike, tokenizer, max_seq_len: int) -> list[TokenizedExample]:
+def load_sft_examples(path: str | os.PathLike, tokenizer, max_seq_len: int,
+                      rationale_weight: float = 0.0) -> list[TokenizedExample]:
     """Read and tokenize a labelled dataset (or a comma-separated mix, `data.mix`); refuse an empty file, an id
-    that two files share, or an example longer than `max_seq_len`."""
+    that two files share, or an example longer than `max_seq_len`. With `rationale_weight > 0` the examples
+    that carry a `label_rationale` are followed by it (module doc)."""
     try:
         mix = read_mix(path)
     except MixError as e:
@@ -75,7 +99,7 @@ def load_sft_examples(path: str | os.PathLike, tokenizer, max_seq_len: int) -> l
     out = []
     for ex in examples:
         path = where[ex.id]
-        tok = tokenize_example(tokenizer, ex)
+        tok = tokenize_example(tokenizer, ex, rationale_weight)
         if tok.n_tokens > max_seq_len:
             raise SFTDataError(
                 f"example {ex.id!r} in {path} is {tok.n_tokens} tokens long ({tok.n_prompt} prompt + {tok.n_answer} "
@@ -138,7 +162,8 @@ def worker_micro_batches(batch: Sequence[int], lengths: Sequence[int], rank: int
 
 def collate(examples: Sequence[TokenizedExample], indices: Sequence[int], pad_id: int) -> dict:
     """Right-padded tensors for a micro-batch: input_ids, attention_mask, labels (-100 off the answer tokens),
-    and `answer_start`, the first answer position over the batch (logits are only needed from there on)."""
+    `weights` (each token's loss weight, 0 off the answer) and `answer_start`, the first answer position over the
+    batch (logits are only needed from there on)."""
     import torch
 
     rows = [examples[i] for i in indices]
@@ -146,15 +171,18 @@ def collate(examples: Sequence[TokenizedExample], indices: Sequence[int], pad_id
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    weights = torch.zeros((len(rows), width), dtype=torch.float32)
     for b, r in enumerate(rows):
         ids = torch.tensor(r.input_ids, dtype=torch.long)
         input_ids[b, :r.n_tokens] = ids
         attention[b, :r.n_tokens] = 1
         labels[b, r.n_prompt:r.n_tokens] = ids[r.n_prompt:]
+        weights[b, r.n_prompt:r.n_tokens] = 1.0 if r.weights is None else torch.tensor(r.weights)
     return {
         "input_ids": input_ids,
         "attention_mask": attention,
         "labels": labels,
+        "weights": weights,
         "answer_start": min(r.n_prompt for r in rows),
         "tokens": sum(r.n_tokens for r in rows),
         "answer_tokens": sum(r.n_answer for r in rows),
@@ -171,4 +199,6 @@ def plan_fingerprint(examples: Sequence[TokenizedExample], batch_size: int, seed
     h = hashlib.sha256(json.dumps({"batch_size": batch_size, "seed": seed, "window": WINDOW_BATCHES}).encode())
     for ex in examples:
         h.update(f"{ex.id}\t{ex.n_tokens}\t{ex.n_prompt}\n".encode())
+        if ex.weights is not None:
+            h.update(f"{ex.weight_total:.6f}\n".encode())
     return h.hexdigest()[:16]
