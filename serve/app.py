@@ -22,6 +22,7 @@ import time
 from memroute.core.errors import MemrouteError, run_command
 from serve.auth import check_bind, key_digest, resolve_api_key
 from serve.config import ServeConfig, ServeConfigError, resolve_checkpoint
+from serve.http_guard import HttpLimits
 
 IMPORT_PATH = "serve.app:app_builder"
 
@@ -109,7 +110,12 @@ def deploy(cfg: ServeConfig, wait_s: float = 900.0) -> str:
         # Ray's own auth settings (RAY_AUTH_MODE) apply as set; a token Ray generates for a new cluster is 0600
         with private_if_created(default_token_path()):
             ray.init(address=os.environ.get("RAY_ADDRESS"))
-    serve.start(http_options={"host": cfg.host, "port": cfg.port})
+    # the proxy's own limits (head size, header count, read timeouts) go in through Serve's proxy callback, set
+    # in the controller's environment, which the proxy actors inherit (serve.http_guard); a Serve instance that is
+    # already running keeps the proxies it has
+    limits = HttpLimits(cfg.max_header_bytes, cfg.max_headers, cfg.header_timeout_s, cfg.body_timeout_s)
+    serve.start(http_options={"host": cfg.host, "port": cfg.port},
+                controller_options={"runtime_env": {"env_vars": limits.env()}})
     client = _get_global_client()
     others = [a["deployed_app_config"] for name, a in client.get_serve_details().get("applications", {}).items()
               if name != cfg.app_name and a.get("deployed_app_config")]

@@ -48,6 +48,12 @@ class ServeConfig:
     max_turns: int = 64  # turns of one conversation (more: 413)
     max_turn_chars: int = 16000  # characters of one turn's content (more: 413)
     max_conversation_tokens: int = 1536  # prompt tokens of one rendered conversation (more: 413)
+    # At Serve's HTTP proxy (serve.http_guard), before a request is routed: its request line and headers
+    # (more: 431), header lines (more: 431), and the time to receive its head and its body (past it: 408, closed)
+    max_header_bytes: int = 32 << 10
+    max_headers: int = 100
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
     # Answer tokens. The cap is the longest valid answer (the MAX_LABELS labels of the most tokens, formatted by
     # data.parser.format_answer, in the served model's tokenizer, + its end-of-turn token) + answer_margin_tokens,
     # computed by each model replica (41 for SmolLM2's tokenizer); max_tokens, when set, lowers it further
@@ -93,13 +99,15 @@ class ServeConfig:
 
     def __post_init__(self):
         limits = ("max_batch_size", "max_request_conversations", "max_body_bytes", "max_json_depth", "max_turns",
-                  "max_turn_chars", "max_conversation_tokens", "max_ongoing_requests", "ingress_max_ongoing_requests")
+                  "max_turn_chars", "max_conversation_tokens", "max_ongoing_requests", "ingress_max_ongoing_requests",
+                  "max_header_bytes", "max_headers")
         low = [k for k in limits if getattr(self, k) < 1]
         if self.max_tokens is not None and self.max_tokens < 1:
             low.append("max_tokens")
         if low:
             raise ServeConfigError(f"{', '.join(low)} must be >= 1")
-        not_positive = [k for k in ("request_timeout_s", "drain_timeout_s") if not getattr(self, k) > 0]
+        not_positive = [k for k in ("request_timeout_s", "drain_timeout_s", "header_timeout_s", "body_timeout_s")
+                        if not getattr(self, k) > 0]
         if not_positive:
             raise ServeConfigError(f"{', '.join(not_positive)} must be > 0")
         negative = [k for k in ("retry_after_s", "answer_margin_tokens", "deadline_reserve_s") if getattr(self, k) < 0]

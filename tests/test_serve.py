@@ -204,6 +204,11 @@ def test_config_round_trips_through_serve_config_args(tmp_path):
     assert app.import_path == "serve.app:app_builder"
     built, digest = config_from_args(app.args)
     assert isinstance(built, ServeConfig) and digest is None and schema.http_options.host == built.host
+    # its controller_options install the proxy's HTTP guard with the app's own limits
+    from serve.http_guard import HttpLimits
+
+    limits = HttpLimits(built.max_header_bytes, built.max_headers, built.header_timeout_s, built.body_timeout_s)
+    assert schema.controller_options.runtime_env["env_vars"] == limits.env()
     from memroute.core.config import load_config
 
     assert load_config(ServeConfig, REPO / "configs" / "serve_cpu.yaml") == ServeConfig()  # the defaults, written out
