@@ -1,6 +1,7 @@
 """Hostile input against the real Serve app (tests/conftest.py `serve_app`: the tiny model, an API key), over HTTP
 on 127.0.0.1: a corpus of over 200 malformed requests, built here, none of which may get a 5xx.
 
+Through the real proxy the corpus also holds request heads over the proxy's limits (serve.http_guard: 431).
 Every bad request must get a 4xx with the one error shape `{"error": {"type", "code", "message"}}`; the few good
 ones (content parts, stream=true) a 200; no body may hold a traceback or the API key; the server still answers
 /health at the end.
@@ -60,9 +61,19 @@ def nested(n: int, kind: str) -> bytes:
     return b"[" * n + b"]" * n if kind == "array" else b'{"a":' * n + b"1" + b"}" * n
 
 
-def corpus(cfg) -> list[Case]:
+def corpus(cfg, proxy: bool = False) -> list[Case]:
+    """The hostile requests; with `proxy`, also those only Serve's HTTP proxy can refuse (serve.http_guard: the
+    request head's size and header count), which a test without the proxy cannot send to it."""
     cases: list[Case] = []
     add = cases.append
+    if proxy:
+        for path in ROUTES:
+            p = path.rsplit("/", 1)[1]
+            ok = enc(body(path, [TURN]))
+            for size in (cfg.max_header_bytes + 1, 64 << 10, 1 << 20):
+                add(Case(f"{p} header of {size} bytes", path, ok, expect=431, headers={"x-big": "y" * size}))
+            for n in (cfg.max_headers + 1, 2000):
+                add(Case(f"{p} {n} headers", path, ok, expect=431, headers={f"x-h{i}": "1" for i in range(n)}))
     for path in ROUTES:
         p = path.rsplit("/", 1)[1]
         ok_body = body(path, [TURN])
@@ -221,9 +232,9 @@ def problem(case: Case, resp, key: str) -> str | None:
     return None
 
 
-def run_corpus(client, app) -> tuple[list[str], dict]:
+def run_corpus(client, app, proxy: bool = False) -> tuple[list[str], dict]:
     failures, statuses = [], {}
-    for case in corpus(app.cfg):
+    for case in corpus(app.cfg, proxy):
         try:
             resp = send(client, app, case)
         except Exception as e:  # e.g. the server dropped the connection: as bad as a 500
@@ -284,7 +295,7 @@ def test_hostile_corpus_gets_no_5xx(serve_app):
     app = serve_app
     with httpx.Client(timeout=300) as client:
         assert client.get(app.url + "/health").status_code == 200
-        failures, statuses = run_corpus(client, app)
+        failures, statuses = run_corpus(client, app, proxy=True)
         health = client.get(app.url + "/health")
     print(f"hostile corpus: {sum(statuses.values())} answers, statuses {statuses}")
     assert not failures, "\n".join(failures[:30])
