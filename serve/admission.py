@@ -88,13 +88,29 @@ class DecodeCost:
     history: int = 32  # batches remembered
     margin: float = 1.15  # expected seconds times this must fit before the deadline
     reach: float = 2.0  # how far past the largest remembered batch size the estimate is trusted to refuse
+    # The line follows 32 batches, so it lags a sudden slowdown (under overload the proxy and the ingress, busy
+    # refusing, take CPU from the decode: batches ran ~1.5x the line, and the requests they held ended as 504s).
+    # The newest `recent` batches' time over what the line expected for them, at least 1 and at most
+    # `max_slowdown`, scales every estimate until the line has caught up.
+    recent: int = 3
+    max_slowdown: float = 3.0
     _batches: deque = field(default_factory=deque, repr=False)  # (size, seconds), newest last
+    _ratios: deque = field(default_factory=deque, repr=False)  # newest batches' seconds / the line's, newest last
 
     def observe(self, size: int, seconds: float) -> None:
         if size > 0:
+            fit = self.line()
+            if fit is not None and fit[0] + fit[1] * size > 0:
+                self._ratios.append(seconds / (fit[0] + fit[1] * size))
+                while len(self._ratios) > self.recent:
+                    self._ratios.popleft()
             self._batches.append((size, seconds))
             while len(self._batches) > self.history:
                 self._batches.popleft()
+
+    def slowdown(self) -> float:
+        """How much slower than the line the newest batches ran (1: not slower), the factor on every estimate."""
+        return min(self.max_slowdown, max([1.0, *self._ratios]))
 
     def line(self) -> tuple[float, float] | None:
         """(a, b): seconds = a + b * size, least squares over the remembered batches with a, b >= 0, or None before
@@ -120,9 +136,9 @@ class DecodeCost:
         return self.reach * max(m for m, _ in self._batches)
 
     def expected_s(self, size: int) -> float | None:
-        """Seconds to decode a batch of `size`, or None before any batch was seen."""
+        """Seconds to decode a batch of `size` (the line, times the slowdown), or None before any batch was seen."""
         fit = self.line()
-        return None if fit is None else fit[0] + fit[1] * size
+        return None if fit is None else self.slowdown() * (fit[0] + fit[1] * size)
 
     def schedule(self, deadlines: list[float | None], now: float) -> tuple[list[int], list[int], list[int]]:
         """Split a batch into (run, late, expired) indices: expired have passed their deadline (wall clock; None:
@@ -134,11 +150,11 @@ class DecodeCost:
         fit = self.line()  # once per batch, not once per conversation
         if fit is None:
             return sorted(waiting), [], expired
-        trusted = self._trusted_size()
+        trusted, factor = self._trusted_size(), self.margin * self.slowdown()
         run, late = [], []
         for i in waiting:  # deadlines fall along the list: the one being added is the earliest of those kept
             size = len(run) + 1
-            end = now + self.margin * (fit[0] + fit[1] * size)
+            end = now + factor * (fit[0] + fit[1] * size)
             fits = deadlines[i] is None or end <= deadlines[i] or size > trusted
             (run if fits else late).append(i)
         return sorted(run), sorted(late), expired
@@ -157,8 +173,10 @@ class DecodeCost:
         if max(sizes + [running[1] if running else 0]) > self._trusted_size():
             return None
 
+        factor = self.margin * self.slowdown()
+
         def cost(m: int) -> float:
-            return self.margin * (fit[0] + fit[1] * m)
+            return factor * (fit[0] + fit[1] * m)
 
         start = max(now, running[0] + cost(running[1])) if running else now
         return start + sum(cost(m) for m in sizes)

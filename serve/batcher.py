@@ -7,6 +7,11 @@ load the engine then decodes a queue of small batches, formed while it was busy,
 waiting: at 32 clients the median batch held 4 conversations (bench/serve_load.py, docs/serve.md). Here the next
 batch is taken when the previous one has ended: everything waiting, up to `max_batch_size`, so the batch grows with
 the load. A call cancelled while it waits (its deadline, or its client gone) is left out of the batch.
+
+While a batch runs, `shed` (when given) is asked every `shed_every_s` about each call still waiting, with how many
+wait ahead of it: a result it returns answers that call at once and takes it out of the queue. The model replica
+uses it to refuse (503) a call that can no longer be answered before its deadline because the running batch has
+run long, instead of leaving it to expire in the queue (504).
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ class Batcher:
     items with a list of results in order. One batch runs at a time."""
 
     def __init__(self, run: Callable[[list], Awaitable[list]], max_batch_size: int = 32,
-                 wait_s: float = 0.01):
+                 wait_s: float = 0.01, shed: Callable[[Any, int], Any] | None = None, shed_every_s: float = 0.25):
         self.run, self.max_batch_size, self.wait_s = run, max_batch_size, wait_s
+        self.shed, self.shed_every_s = shed, shed_every_s
+        self.shed_count = 0  # calls answered by `shed` so far
         self._waiting: deque[tuple[Any, asyncio.Future]] = deque()
         self._loop_task: asyncio.Task | None = None
         self.batches = 0  # batches run so far
@@ -53,6 +60,7 @@ class Batcher:
             if not batch:
                 continue
             self.batches += 1
+            watch = asyncio.create_task(self._shed_while_running()) if self.shed is not None else None
             try:
                 results = await self.run([item for item, _ in batch])
             except Exception as e:  # this batch's callers get the error; the next batch still runs
@@ -60,6 +68,32 @@ class Batcher:
                     if not future.done():
                         future.set_exception(e)
                 continue
+            finally:
+                if watch is not None:
+                    watch.cancel()
             for (_, future), result in zip(batch, results):
                 if not future.done():  # one cancelled while its batch ran has its result dropped
                     future.set_result(result)
+
+    async def _shed_while_running(self) -> None:
+        while True:
+            await asyncio.sleep(self.shed_every_s)
+            self.shed_waiting()
+
+    def shed_waiting(self) -> int:
+        """Ask `shed` about every call waiting (skipping cancelled ones); answer and drop those it has a result for.
+        Returns how many were shed."""
+        kept: deque[tuple[Any, asyncio.Future]] = deque()
+        shed = 0
+        for item, future in self._waiting:
+            if future.cancelled():
+                continue
+            result = self.shed(item, len(kept))
+            if result is None:
+                kept.append((item, future))
+            else:
+                future.set_result(result)
+                shed += 1
+        self._waiting = kept
+        self.shed_count += shed
+        return shed

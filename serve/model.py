@@ -24,7 +24,9 @@ most the answer cap in decode steps). What can be stopped is stopped: every conv
 deadline, and conversations whose deadline has passed when their batch gets the engine are dropped before
 generation (answered `{"expired": true}`: the ingress's 504), as are those that would miss it behind the batch's
 expected decode time (`serve.admission.DecodeCost`, from this replica's recent batches; answered `{"late": true}`:
-the ingress's 503 with Retry-After, refused before the deadline instead of answered after it); a request
+the ingress's 503 with Retry-After, refused before the deadline instead of answered after it), and so are those
+waiting behind a batch that runs long, as soon as their answer can no longer come in time (checked every quarter
+second while a batch runs, `serve.batcher`); a request
 cancelled by the ingress (its deadline, or a client that disconnected) is left out of its batch if that has not
 started, and the result of one cancelled mid-batch is dropped.
 
@@ -117,7 +119,9 @@ class RouterModel:
         self.last_load_s: float | None = None  # the engine's hold of the last weight load (info(): reload profiles)
         self.decode_cost = DecodeCost()  # which conversations of a batch can still make their deadlines
         self._running: tuple[float, int] | None = None  # the batch decoding now: (its start, wall clock; its size)
-        self.batcher = Batcher(self._decode)  # its size and wait are set from the user_config in reconfigure
+        # its size and wait are set from the user_config in reconfigure; while a batch runs it asks `_refusal`
+        # about the calls waiting, so a batch that runs long has those that can no longer make it refused (503)
+        self.batcher = Batcher(self._decode, shed=lambda item, ahead: self._refusal(item[1], ahead))
 
     async def reconfigure(self, user_config: dict) -> None:
         """Apply the user_config: the adapter (`checkpoint`, None = base model) as `version`, and the batching and
@@ -166,15 +170,24 @@ class RouterModel:
         deadline (wall-clock seconds; None: none) passed before its batch got the engine, or `{"late": True}` if
         its answer was expected past it, on arrival (behind the running batch and those waiting) or when its batch
         got the engine (neither is decoded)."""
-        if deadline is not None:  # refused now rather than left to expire in the queue behind what runs
-            now = time.time()
-            if deadline <= now:
-                return {"expired": True}
-            end = self.decode_cost.expected_end(now, self._running, self.batcher.waiting(),
-                                                self.batcher.max_batch_size)
-            if end is not None and end > deadline:
-                return {"late": True, "expected_s": round(end - now, 2), "left_s": round(deadline - now, 2)}
+        refused = self._refusal(deadline, self.batcher.waiting())  # now, not after expiring behind what runs
+        if refused is not None:
+            return refused
         return await self.batcher.submit((prompt, deadline))
+
+    def _refusal(self, deadline: float | None, ahead: int) -> dict | None:
+        """The answer of a conversation that cannot be answered before its `deadline`, behind the running batch and
+        the `ahead` conversations waiting before it: expired (its deadline has passed) or late (its answer is
+        expected past it); None while it can still be answered in time, or the cost is unknown."""
+        if deadline is None:
+            return None
+        now = time.time()
+        if deadline <= now:
+            return {"expired": True}
+        end = self.decode_cost.expected_end(now, self._running, ahead, self.batcher.max_batch_size)
+        if end is not None and end > deadline:
+            return {"late": True, "expected_s": round(end - now, 2), "left_s": round(deadline - now, 2)}
+        return None
 
     async def _decode(self, items: list[tuple[str, float | None]]) -> list[dict]:
         try:

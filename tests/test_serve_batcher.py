@@ -62,3 +62,36 @@ def test_cancelled_callers_are_left_out_and_errors_reach_their_batch_only():
 
     asyncio.run(main())
     assert seen == [[1], [3], ["boom"], [5]]
+
+
+def test_calls_that_can_no_longer_make_it_are_shed_while_a_batch_runs():
+    """A batch that runs long: the calls waiting behind it are asked about every shed_every_s, and those `shed`
+    answers leave the queue at once with that answer; the rest run in the next batch."""
+    sizes: list[int] = []
+    asked: list[tuple[str, int]] = []
+
+    async def run(items):
+        sizes.append(len(items))
+        await asyncio.sleep(0.3)
+        return [f"answer {i}" for i in items]
+
+    def shed(item, ahead):
+        asked.append((item, ahead))
+        return {"late": item} if item.startswith("tight") else None
+
+    async def main():
+        batcher = Batcher(run, max_batch_size=8, wait_s=0.01, shed=shed, shed_every_s=0.05)
+        first = asyncio.create_task(batcher.submit("first"))
+        await asyncio.sleep(0.03)  # the first batch is decoding
+        waiting = [asyncio.create_task(batcher.submit(name)) for name in ("loose 1", "tight 1", "loose 2", "tight 2")]
+        await asyncio.sleep(0.1)  # a check has run: the tight ones are answered while the batch still runs
+        done_early = [t.done() for t in waiting]
+        out = await asyncio.gather(first, *waiting)
+        return out, done_early, batcher.shed_count
+
+    out, done_early, shed_count = asyncio.run(main())
+    assert out == ["answer first", "answer loose 1", {"late": "tight 1"}, "answer loose 2", {"late": "tight 2"}]
+    assert done_early == [False, True, False, True] and shed_count == 2
+    assert sizes == [1, 2]  # the next batch holds only the calls still waiting
+    # each call is asked with the number of calls kept ahead of it
+    assert ("loose 1", 0) in asked and ("tight 1", 1) in asked and ("loose 2", 1) in asked

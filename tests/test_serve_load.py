@@ -289,7 +289,8 @@ def test_decode_cost_expects_a_large_batch_to_take_less_than_in_proportion():
     assert noisy.expected_s(64) == pytest.approx(0.95)
     steep = DecodeCost()  # time growing faster than size: the line through the origin, never a negative intercept
     steep.observe(1, 0.1), steep.observe(2, 1.0)
-    assert steep.expected_s(1) > 0 and steep.expected_s(2) == pytest.approx(2.1 / 5 * 2)
+    a, b = steep.line()  # (the second batch also ran 5x the first's line: expected_s is scaled by the slowdown)
+    assert a == 0.0 and b == pytest.approx(2.1 / 5)
 
 
 def test_decode_cost_does_not_refuse_on_a_line_extrapolated_far_past_what_it_saw():
@@ -742,3 +743,32 @@ def test_decode_cost_expects_the_answer_after_the_running_batch_and_those_waitin
     # 12 waiting with batches of 8: a full batch (4.5 s), then its own of 5 (3 s)
     assert cost.expected_end(100.0, None, 12, 8) == pytest.approx(107.5)
     assert cost.expected_end(100.0, None, 40, 64) is None  # a batch of 41: past twice the largest seen
+
+
+def test_decode_cost_scales_its_estimates_when_the_newest_batches_run_slow():
+    """Overload (bench, 2026-12-07): the proxy and the ingress, busy refusing, took CPU from the decode, batches ran
+    ~1.5x the line fitted to the calmer batches before, and the requests admitted on it ended as 504s. The newest
+    batches' slowdown now scales every estimate until the line catches up, and only ever up."""
+    from serve.admission import DecodeCost
+
+    cost = DecodeCost(margin=1.0)
+    for size, seconds in ((10, 3.0), (20, 5.0), (30, 7.0), (10, 3.0), (20, 5.0)):  # 1 + 0.2 s per conversation
+        cost.observe(size, seconds)
+    assert cost.slowdown() == 1.0 and cost.expected_s(13) == pytest.approx(3.6)
+    assert cost.expected_end(100.0, None, 12, 32) == pytest.approx(103.6)
+    cost.observe(13, 5.4)  # 1.5x what the line expected
+    assert cost.slowdown() == pytest.approx(1.5)
+    assert cost.expected_s(13) > 5.0 and cost.expected_end(100.0, None, 12, 32) > 105.0
+    run, late, _ = cost.schedule([104.0] * 13, now=100.0)  # 4 s left: on the line 13 would fit; slowed, fewer
+    assert late and len(run) < 13
+    for _ in range(3):  # batches back on the line: the slowdown is forgotten after `recent` of them
+        cost.observe(10, cost.line()[0] + cost.line()[1] * 10)
+    assert cost.slowdown() == pytest.approx(1.0, abs=0.02)
+    fast = DecodeCost()
+    for size, seconds in ((10, 3.0), (20, 5.0), (10, 1.0)):  # faster than the line: estimates are never scaled down
+        fast.observe(size, seconds)
+    assert fast.slowdown() == 1.0
+    capped = DecodeCost(max_slowdown=2.0)
+    capped.observe(10, 1.0), capped.observe(20, 1.5), capped.observe(10, 50.0)
+    assert capped.slowdown() == 2.0
+
