@@ -109,12 +109,13 @@ def guarded_protocol(limits: HttpLimits):
                 return
             self._refused = True
             self._disarm()
-            cycle = self.cycle
-            if cycle is not None and not cycle.response_complete:
-                # the app is waiting for the body: it sees a disconnect, and anything it sends is dropped
-                cycle.disconnected = True
-                cycle.message_event.set()
-                if cycle.response_started:  # a response is under way: it cannot be replaced, only cut
+            cycle = None if self._in_head else self.cycle  # while a head is read, self.cycle is the last request's
+            if cycle is not None:
+                if not cycle.response_complete:
+                    # the app is waiting for the body: it sees a disconnect, and anything it sends is dropped
+                    cycle.disconnected = True
+                    cycle.message_event.set()
+                if cycle.response_started:  # answered already (e.g. refused on its Content-Length): only cut
                     self.transport.close()
                     return
             self.transport.write(refusal(status, code, message))

@@ -24,6 +24,10 @@ async def echo_app(scope, receive, send):
     """Answers 200 with the number of body bytes it read."""
     if scope["type"] != "http":
         return
+    if scope["path"] == "/early":  # answers without reading the body
+        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+        return
     size, more = 0, True
     while more:
         message = await receive()
@@ -221,3 +225,12 @@ def test_the_serve_proxy_refuses_big_heads_and_cuts_slow_clients(serve_app):
         raw = read_all(s)
         waited = time.monotonic() - start
     assert raw.startswith(b"HTTP/1.1 408") and waited < serve_app.cfg.header_timeout_s + 5
+
+
+def test_a_body_left_unsent_after_the_answer_only_closes_the_connection(server):
+    """The app may answer before reading the body (the ingress refuses on Content-Length): when the body timeout
+    then fires, the connection is closed without a second, stray response."""
+    with connect(server) as s:
+        s.sendall(b"GET /early HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n" + b"x" * 10)
+        raw = read_all(s)
+    assert raw.count(b"HTTP/1.1") == 1 and raw.startswith(b"HTTP/1.1 413")
