@@ -138,8 +138,7 @@ def guarded_protocol(limits: HttpLimits):
                 return
             self._head_bytes += len(data)  # all of it is head: the head is still incomplete after it
             if self._head_bytes > limits.max_header_bytes:
-                self._refuse(431, "header_too_large", f"the request line and headers exceed max_header_bytes "
-                             f"({limits.max_header_bytes} bytes)")
+                self._refuse_head_too_large()
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -151,9 +150,12 @@ def guarded_protocol(limits: HttpLimits):
             incomplete in `data_received`); refuse and say so when it is over the limit."""
             self._parsed_head_bytes += size
             if self._parsed_head_bytes > limits.max_header_bytes:
-                self._refuse(431, "header_too_large", f"the request line and headers exceed max_header_bytes "
-                             f"({limits.max_header_bytes} bytes)")
+                self._refuse_head_too_large()
             return self._refused
+
+        def _refuse_head_too_large(self) -> None:
+            self._refuse(431, "header_too_large", f"the request line and headers exceed max_header_bytes "
+                         f"({limits.max_header_bytes} bytes)")
 
         def on_url(self, url: bytes) -> None:
             if not self._refused and not self._head_grew(len(url)):
