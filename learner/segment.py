@@ -133,8 +133,6 @@ def prefix_answer_ce(model, prefix: Tensor, rows: Sequence[Tensor], targets: Seq
         tgt.extend(int(t) for t in targets[i][s - a:])
     sel = out[torch.tensor(b_idx, device=device), torch.tensor(t_idx, device=device)]  # [K, H]
     logits = head(inner.norm(sel)).float()
-    if weights is None or all(w is None for w in weights):
-        return F.cross_entropy(logits, torch.tensor(tgt, device=device), reduction="sum")
-    w = [x for i, a in enumerate(n_answer) for x in (weights[i] if weights[i] is not None else (1.0,) * a)]
+    w = [x for i, a in enumerate(n_answer) for x in (weights[i] if weights and weights[i] is not None else (1.0,) * a)]
     ce = F.cross_entropy(logits, torch.tensor(tgt, device=device), reduction="none")
     return (ce * torch.tensor(w, dtype=ce.dtype, device=device)).sum()

@@ -113,9 +113,8 @@ def deploy(cfg: ServeConfig, wait_s: float = 900.0) -> str:
     # the proxy's own limits (head size, header count, read timeouts) go in through Serve's proxy callback, set
     # in the controller's environment, which the proxy actors inherit (serve.http_guard); a Serve instance that is
     # already running keeps the proxies it has
-    limits = HttpLimits(cfg.max_header_bytes, cfg.max_headers, cfg.header_timeout_s, cfg.body_timeout_s)
     serve.start(http_options={"host": cfg.host, "port": cfg.port},
-                controller_options={"runtime_env": {"env_vars": limits.env()}})
+                controller_options={"runtime_env": {"env_vars": HttpLimits.from_config(cfg).env()}})
     client = _get_global_client()
     others = [a["deployed_app_config"] for name, a in client.get_serve_details().get("applications", {}).items()
               if name != cfg.app_name and a.get("deployed_app_config")]

@@ -15,6 +15,7 @@ from pathlib import Path
 from actors.engine import EngineConfig
 from memroute.core.config import ConfigError
 from memroute.core.errors import InputNotFoundError
+from serve.http_guard import HttpLimits
 
 
 # What the config check assumes of the computed answer cap when max_tokens is None (each replica checks the real
@@ -50,10 +51,10 @@ class ServeConfig:
     max_conversation_tokens: int = 1536  # prompt tokens of one rendered conversation (more: 413)
     # At Serve's HTTP proxy (serve.http_guard), before a request is routed: its request line and headers
     # (more: 431), header lines (more: 431), and the time to receive its head and its body (past it: 408, closed)
-    max_header_bytes: int = 32 << 10
-    max_headers: int = 100
-    header_timeout_s: float = 10.0
-    body_timeout_s: float = 30.0
+    max_header_bytes: int = HttpLimits.max_header_bytes
+    max_headers: int = HttpLimits.max_headers
+    header_timeout_s: float = HttpLimits.header_timeout_s
+    body_timeout_s: float = HttpLimits.body_timeout_s
     # Answer tokens. The cap is the longest valid answer (the MAX_LABELS labels of the most tokens, formatted by
     # data.parser.format_answer, in the served model's tokenizer, + its end-of-turn token) + answer_margin_tokens,
     # computed by each model replica (41 for SmolLM2's tokenizer); max_tokens, when set, lowers it further

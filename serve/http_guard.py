@@ -58,6 +58,11 @@ class HttpLimits:
         return {CALLBACK_ENV: CALLBACK_PATH, LIMITS_ENV: json.dumps(asdict(self))}
 
     @classmethod
+    def from_config(cls, cfg) -> "HttpLimits":
+        """The limits a `serve.config.ServeConfig` sets."""
+        return cls(cfg.max_header_bytes, cfg.max_headers, cfg.header_timeout_s, cfg.body_timeout_s)
+
+    @classmethod
     def from_env(cls) -> "HttpLimits":
         raw = os.environ.get(LIMITS_ENV)
         return cls(**json.loads(raw)) if raw else cls()

@@ -207,8 +207,7 @@ def test_config_round_trips_through_serve_config_args(tmp_path):
     # its controller_options install the proxy's HTTP guard with the app's own limits
     from serve.http_guard import HttpLimits
 
-    limits = HttpLimits(built.max_header_bytes, built.max_headers, built.header_timeout_s, built.body_timeout_s)
-    assert schema.controller_options.runtime_env["env_vars"] == limits.env()
+    assert schema.controller_options.runtime_env["env_vars"] == HttpLimits.from_config(built).env()
     from memroute.core.config import load_config
 
     assert load_config(ServeConfig, REPO / "configs" / "serve_cpu.yaml") == ServeConfig()  # the defaults, written out
