@@ -8,10 +8,13 @@ mode (memroute.core.ray_auth.loopback_ray, set before ray is imported): every Ra
 
 `serve_app`: ONE real Serve app of the tiny model on that Ray (two model replicas, an API key from a secret file,
 port 8471 on 127.0.0.1, the computed answer cap), deployed the way `memroute serve` deploys it, for
-tests/test_serve.py, tests/test_serve_fuzz.py and tests/test_serve_load.py. Tests that change it in place (its
+tests/test_serve.py, tests/test_serve_fuzz.py, tests/test_serve_load.py and tests/test_http_guard.py, run as one block
+(see pytest_collection_modifyitems). Tests that change it in place (its
 user_config, its queue) put it back. It yields ``SimpleNamespace(url, key, cfg, tmp, gcs)``. Deployed once, for the first
 test that asks for it, and shut down right after the last one (not at the end of the session: its replicas hold
 CPUs of the session's Ray that later tests need).
+
+`all_cpus`: `ray_local`, once every CPU of it is free; for tests that place actors on all of them.
 """
 
 from __future__ import annotations
@@ -32,8 +35,15 @@ _SERVE: dict = {}  # "last": the node id of the last test using serve_app; "runn
 
 @pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(session, config, items):
-    users = [item.nodeid for item in items if "serve_app" in getattr(item, "fixturenames", ())]
-    _SERVE["last"] = users[-1] if users else None
+    # The Serve app holds CPUs of the session's Ray from its first user to its last, and a test between them that
+    # needs both CPUs (two learners, two SFT workers) would wait for a placement until its timeout. So its users
+    # run as one block, in their own order, where the first of them was.
+    users = [item for item in items if "serve_app" in getattr(item, "fixturenames", ())]
+    if users:
+        first = items.index(users[0])
+        others = [item for item in items if item not in users]
+        items[:] = others[:first] + users + others[first:]
+    _SERVE["last"] = users[-1].nodeid if users else None
 
 
 def _shutdown_serve() -> None:
@@ -62,6 +72,27 @@ def ray_local():
         yield ray.get_runtime_context()
     finally:
         ray.shutdown()
+
+
+@pytest.fixture
+def all_cpus(ray_local):
+    """For a test that places actors on every CPU of the session's Ray: waits for what earlier tests held to be
+    released, and fails naming the holders instead of letting the placement wait out the test's timeout."""
+    import time
+
+    import ray
+
+    total = ray.cluster_resources().get("CPU", 0)
+    deadline = time.monotonic() + 60
+    while ray.available_resources().get("CPU", 0) < total:
+        if time.monotonic() > deadline:
+            from ray.util.state import list_actors
+
+            holders = sorted({a.class_name for a in list_actors(filters=[("state", "=", "ALIVE")])})
+            pytest.fail(f"this test needs all {total:g} CPUs of the test Ray, but after 60 s only "
+                        f"{ray.available_resources().get('CPU', 0):g} are free; alive actors: {holders}")
+        time.sleep(0.5)
+    return ray_local
 
 
 @pytest.fixture(scope="session")

@@ -120,7 +120,7 @@ def test_checkpoint_round_trip_and_bad_checkpoints(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_data_parallel_learners_match_one(ray_local):
+def test_two_data_parallel_learners_match_one(all_cpus):
     cfg1, cfg2 = config(), config(num_learners=2)
     single = Learner(cfg1)
     groups = []

@@ -66,7 +66,8 @@ def wait_for_step(metrics: Path, step: int, timeout: float = 600, process=None, 
 
 
 @pytest.mark.slow
-def test_a_killed_driver_and_a_killed_rollout_worker_lose_and_repeat_nothing(ray_local, tmp_path):
+def test_a_killed_driver_and_a_killed_rollout_worker_lose_and_repeat_nothing(all_cpus, tmp_path):
+    ray_local = all_cpus
     import ray
 
     run = tmp_path / "rl"
@@ -131,7 +132,7 @@ def test_a_killed_driver_and_a_killed_rollout_worker_lose_and_repeat_nothing(ray
 
 
 @pytest.mark.slow
-def test_off_policy_samples_the_next_step_during_the_update(ray_local, tmp_path):
+def test_off_policy_samples_the_next_step_during_the_update(all_cpus, tmp_path):
     run = tmp_path / "rl-off"
     cfg = tiny_cfg(run, steps=5, mode="off_policy", max_staleness=1, checkpoint_every=5)
     train_rl(cfg)

@@ -182,7 +182,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(reference, short_data, r
 
 
 @pytest.mark.slow
-def test_ddp_two_workers_match_one_worker(reference, short_data, tmp_path):
+def test_ddp_two_workers_match_one_worker(reference, short_data, all_cpus, tmp_path):
     _, ref_rows = reference
     n = 3  # LRs of steps 1-3 do not depend on max_steps (warmup 2, then cosine at progress 0)
     out = train_sft(tiny_cfg(tmp_path / "run", short_data, num_workers=2, grad_accum=2, max_steps=n))
