@@ -87,6 +87,11 @@ class ServeConfig:
     # it and the way back to the client, so that the client has its answer (or 504) within request_timeout_s;
     # at most a tenth of request_timeout_s
     deadline_reserve_s: float = 1.0
+    # of deadline_reserve_s, what the ingress still keeps while it waits for the model: the replica plans its
+    # batches to end by request_timeout_s - deadline_reserve_s, and the ingress waits until request_timeout_s -
+    # return_reserve_s before a 504, so a batch that runs past its plan is still answered within the client's
+    # deadline, the way back having used little of the reserve (docs/serve.md, runs M-Q)
+    return_reserve_s: float = 0.25
     # refuse (503, Retry-After) a request that, behind the answers already owed at the rate they come back, would
     # outlive its deadline, instead of admitting it to end as a 504 (serve.admission)
     admit_by_deadline: bool = True
@@ -111,7 +116,8 @@ class ServeConfig:
                         if not getattr(self, k) > 0]
         if not_positive:
             raise ServeConfigError(f"{', '.join(not_positive)} must be > 0")
-        negative = [k for k in ("retry_after_s", "answer_margin_tokens", "deadline_reserve_s") if getattr(self, k) < 0]
+        negative = [k for k in ("retry_after_s", "answer_margin_tokens", "deadline_reserve_s", "return_reserve_s")
+                    if getattr(self, k) < 0]
         if negative:
             raise ServeConfigError(f"{', '.join(negative)} must be >= 0")
         queues = [k for k in ("max_queued_requests", "ingress_max_queued_requests")

@@ -12,7 +12,8 @@ server keeps serving; an unexpected exception is logged and answered 500 in the 
 
 Deadlines and backpressure, in the same shape: a request not answered within `request_timeout_s` of its receipt
 (less `deadline_reserve_s`, at most a tenth of it, kept for the proxy's queue and the way back, which the ingress
-does not see) is answered 504 (`deadline_exceeded`) and its model requests are cancelled (a queued one is never
+does not see: the model replica plans its batches to end by then, and the ingress waits into the reserve, up to
+`return_reserve_s` before the end, for a batch that ran past its plan) is answered 504 (`deadline_exceeded`) and its model requests are cancelled (a queued one is never
 decoded, see serve.model); a full model queue (Serve's `max_queued_requests`: Serve raises BackPressureError at
 the handle) is a 503 (`overloaded`) with `Retry-After`, and so is a request that could not be answered before its deadline
 behind the answers already owed, at the rate they come back (serve.admission: refused at once, not left to end
@@ -304,7 +305,8 @@ class RouterIngress:
         client went away) cancels the model requests still out."""
         timeout = self._setting("request_timeout_s")
         reserve = min(self.cfg.deadline_reserve_s, timeout / 10)  # the proxy's queue and the way back
-        remaining = timeout - reserve - (time.perf_counter() - start)
+        grace = reserve - min(self.cfg.return_reserve_s, reserve)  # of it, what an overrunning batch may use
+        remaining = timeout - reserve - (time.perf_counter() - start)  # to the deadline the replica plans for
         if remaining <= 0:
             raise deadline_exceeded(timeout, "arrival", start)
         if self.admission is not None and not self.admission.admits(len(prompts), remaining):
@@ -323,7 +325,7 @@ class RouterIngress:
             if admission is not None:
                 task.add_done_callback(partial(_settle, admission))
         try:
-            done, pending = await asyncio.wait(tasks, timeout=remaining, return_when=asyncio.FIRST_EXCEPTION)
+            done, pending = await asyncio.wait(tasks, timeout=remaining + grace, return_when=asyncio.FIRST_EXCEPTION)
         finally:
             for task in tasks:
                 task.cancel()  # a no-op on the finished ones

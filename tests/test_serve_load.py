@@ -101,6 +101,7 @@ def test_load_config_rules():
                         ({"drain_timeout_s": -1}, "drain_timeout_s must be > 0"),
                         ({"retry_after_s": -1}, "retry_after_s must be >= 0"),
                         ({"deadline_reserve_s": -0.5}, "deadline_reserve_s must be >= 0"),
+                        ({"return_reserve_s": -0.1}, "return_reserve_s must be >= 0"),
                         ({"max_tokens": 0}, "max_tokens must be >= 1"),
                         ({"max_conversation_tokens": 2000}, "the answer cap's bound")):
         with pytest.raises(ServeConfigError, match=needle):
@@ -172,6 +173,29 @@ def _error(resp, status, code):
     assert set(body["error"]) == {"type", "code", "message"} and body["error"]["code"] == code, body
     assert body["error"]["type"] == ("server_error" if status >= 500 else "invalid_request_error")
     return body["error"]["message"]
+
+
+def test_an_answer_a_little_past_the_replicas_deadline_is_waited_for_within_the_reserve(ingress):
+    """The replica plans to answer by request_timeout_s - deadline_reserve_s; the ingress waits on until
+    request_timeout_s - return_reserve_s, so a batch that ran past its plan is a 200, and later still a 504."""
+    from dataclasses import replace
+
+    ingress.replica.cfg = replace(ingress.replica.cfg, request_timeout_s=3.0, deadline_reserve_s=0.3,
+                                  return_reserve_s=0.05)
+
+    def after(seconds):
+        async def answer(prompt, deadline):
+            await asyncio.sleep(max(0.0, deadline - time.time()) + seconds)
+            return _ok(prompt, deadline)
+        return answer
+
+    ingress.answer = after(0.1)  # 0.1 s past the replica's deadline: inside the 0.25 s the ingress still waits
+    assert ingress.client.post("/route", json=ROUTE, headers=ingress.headers).status_code == 200
+    ingress.answer = after(0.5)  # past what the ingress waits for
+    resp = ingress.client.post("/route", json=ROUTE, headers=ingress.headers)
+    assert "had not answered" in _error(resp, 504, "deadline_exceeded")
+    held = float(resp.headers["server-timing"].removeprefix("ingress;dur=").split(";desc=")[0])
+    assert 2900 <= held < 3000  # it waited to request_timeout_s - return_reserve_s, no longer
 
 
 def test_ingress_deadline_is_a_504_and_cancels_the_model_request(ingress):
