@@ -13,6 +13,9 @@ Rows, for each k (`lora.top_layers=k`, rank 32, all projections, float32, batch 
 - `cached+prefix`: the same with the shared prefix stored once and run once per micro-batch (what
   `trunk.cache=true` trains with).
 
+The prefix and cached rows run each example's rest on its own after the shared prefix (what training does); a
+`/padded` row runs them right-padded into one batch instead (how they ran until 2026-12-07), for the ratio.
+
 Every row runs in a fresh subprocess (its peak RSS is its own) on the same examples and batches (`--examples`,
 the longest-first prefix of a seeded shuffle of `--data`), one untimed warm-up step, then `--steps` timed
 optimizer steps (forward, backward, AdamW). tokens/s counts every token of the examples (prompt + answer, the
@@ -39,7 +42,7 @@ from bench import require_positive
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TRAIN = REPO.parent / "shared" / "data" / "train.jsonl"
-PATHS = ("plain", "plain+prefix", "cached", "cached+prefix")
+PATHS = ("plain", "plain+prefix/padded", "plain+prefix", "cached", "cached+prefix/padded", "cached+prefix")
 
 
 def _data_default() -> str:
@@ -108,17 +111,20 @@ def child(args, k: int, path: str) -> dict:
     params, optimizer, scheduler = build_optimizer(cfg, policy, args.steps + 1)
     P = shared_prefix_len(examples)
     build = None
+    loss_path, _, shape = path.partition("/")
+    padded = shape == "padded"
     with tempfile.TemporaryDirectory(prefix="bench-trunk-") as tmp:
-        if path.startswith("cached"):
-            prefix = P if path.endswith("prefix") else 1
+        if loss_path.startswith("cached"):
+            prefix = P if loss_path.endswith("prefix") else 1
             t0 = time.perf_counter()
             cache = open_cache(policy, [ex.input_ids for ex in examples], n_layers - k, tmp, prefix, "float16")
             seconds = time.perf_counter() - t0
             built = sum(ex.n_tokens - prefix for ex in examples)
             build = {"tokens": built, "seconds": seconds, "tokens_per_s": built / seconds, "prefix_len": prefix}
-            ce_fn = answer_loss_fn(policy, examples, 0, "cpu", cache=cache)
+            ce_fn = answer_loss_fn(policy, examples, 0, "cpu", cache=cache, padded=padded)
         else:
-            ce_fn = answer_loss_fn(policy, examples, 0, "cpu", prefix_len=P if path.endswith("prefix") else 0)
+            ce_fn = answer_loss_fn(policy, examples, 0, "cpu", prefix_len=P if loss_path.endswith("prefix") else 0,
+                                   padded=padded)
         lengths = [ex.n_tokens for ex in examples]
         batches = [list(range(i, i + args.batch)) for i in range(0, len(examples) - args.batch + 1, args.batch)]
         times, tokens, losses = [], [], []
@@ -208,11 +214,11 @@ def main(argv=None) -> int:
     write_json_atomic(args.out, result)
     print(f"\nSFT throughput, {args.model}, batch {args.batch}, {args.threads} threads, {args.steps} timed steps, "
           f"epoch = {epoch_tokens} tokens of {args.corpus}; float32 matmul {gemm:.0f}-{gemm_end:.0f} GFLOP/s")
-    print(f"{'k':>2} {'path':<14} {'tokens/s':>9} {'x plain':>8} {'min/epoch':>10} {'GFLOP/s':>8} "
+    print(f"{'k':>2} {'path':<20} {'tokens/s':>9} {'x plain':>8} {'min/epoch':>10} {'GFLOP/s':>8} "
           f"{'cache min':>10} {'peak RSS MB':>12}")
     for r in rows:
         cache = f"{r['build']['minutes_for_corpus']:.1f}" if r["build"] else "-"
-        print(f"{r['k']:>2} {r['path']:<14} {r['tokens_per_s']:>9.0f} {r['ratio_to_plain']:>8.2f} "
+        print(f"{r['k']:>2} {r['path']:<20} {r['tokens_per_s']:>9.0f} {r['ratio_to_plain']:>8.2f} "
               f"{r['minutes_per_epoch']:>10.1f} {r['gflops']:>8.1f} {cache:>10} {r['peak_rss_mb']:>12.0f}")
     print(f"written to {args.out}")
     return 0

@@ -20,6 +20,7 @@ others are refused by name.
 
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import torch
@@ -87,7 +88,7 @@ def common_prefix_len(sequences: Sequence[Sequence[int]], cap: int | None = None
 
 def prefix_answer_ce(model, prefix: Tensor, rows: Sequence[Tensor], targets: Sequence[Sequence[int]],
                      n_answer: Sequence[int], start: int = 0,
-                     weights: Sequence[Sequence[float] | None] | None = None) -> Tensor:
+                     weights: Sequence[Sequence[float] | None] | None = None, padded: bool = True) -> Tensor:
     """Summed cross-entropy of each row's answer tokens, the shared prefix run once (``weights[i]``, when given
     and not None, weighs row i's answer tokens one by one).
 
@@ -96,6 +97,9 @@ def prefix_answer_ce(model, prefix: Tensor, rows: Sequence[Tensor], targets: Seq
     and its answer), ``targets[i]`` that rest's token ids and ``n_answer[i]`` how many of its last tokens are the
     answer. Token t of a row is scored by the logits of position t - 1; the prefix is never scored (an answer
     starts after the prefix: callers keep ``n_answer[i] < S_i``).
+
+    ``padded``: the rows right-padded into one batch after the prefix, or (False) each row on its own after it,
+    the prefix's keys and values shared by all: the same loss and gradients, without compute on padding.
     """
     import torch.nn.functional as F
     from transformers.cache_utils import DynamicCache
@@ -113,6 +117,21 @@ def prefix_answer_ce(model, prefix: Tensor, rows: Sequence[Tensor], targets: Seq
     cache = DynamicCache(config=inner.config)
     run_layers(model, prefix.unsqueeze(0), start, None, torch.arange(P, device=device).unsqueeze(0),
                torch.ones((1, P), dtype=torch.long, device=device), cache)
+    w = [x for i, a in enumerate(n_answer) for x in (weights[i] if weights and weights[i] is not None else (1.0,) * a)]
+    w = torch.tensor(w, dtype=torch.float32, device=device)
+    if not padded:
+        total, at = prefix.new_zeros((), dtype=torch.float32), 0
+        for i, (r, s, a) in enumerate(zip(rows, lengths, n_answer)):
+            row_cache = DynamicCache(config=inner.config)  # the prefix's keys and values, extended by this row only
+            row_cache.layers = [copy.copy(layer) for layer in cache.layers]
+            out = run_layers(model, r.unsqueeze(0), start, None, (P + torch.arange(s, device=device)).unsqueeze(0),
+                             torch.ones((1, P + s), dtype=torch.long, device=device), row_cache)
+            logits = head(inner.norm(out[0, s - a - 1: s - 1])).float()
+            ce = F.cross_entropy(logits, torch.tensor([int(t) for t in targets[i][s - a:]], device=device),
+                                 reduction="none")
+            total = total + (ce * w[at: at + a]).sum()
+            at += a
+        return total
     _expand_cache(cache, n)
 
     S = max(lengths)
@@ -133,6 +152,5 @@ def prefix_answer_ce(model, prefix: Tensor, rows: Sequence[Tensor], targets: Seq
         tgt.extend(int(t) for t in targets[i][s - a:])
     sel = out[torch.tensor(b_idx, device=device), torch.tensor(t_idx, device=device)]  # [K, H]
     logits = head(inner.norm(sel)).float()
-    w = [x for i, a in enumerate(n_answer) for x in (weights[i] if weights and weights[i] is not None else (1.0,) * a)]
     ce = F.cross_entropy(logits, torch.tensor(tgt, device=device), reduction="none")
-    return (ce * torch.tensor(w, dtype=ce.dtype, device=device)).sum()
+    return (ce * w).sum()

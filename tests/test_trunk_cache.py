@@ -59,18 +59,21 @@ def assert_close(a, b, rtol, atol):
         torch.testing.assert_close(ga[n], gb[n], rtol=rtol, atol=atol, msg=n)
 
 
-def test_shared_prefix_matches_plain_forward(examples):
+@pytest.mark.parametrize("padded", [True, False])
+def test_shared_prefix_matches_plain_forward(examples, padded):
     model = policy()
     P = shared_prefix_len(examples)
     assert 20 < P < min(ex.n_prompt for ex in examples)  # chat template + system message
+    assert len({ex.n_tokens for ex in examples}) > 1  # rows of different lengths: padding to get right or avoid
     plain = answer_loss_fn(model, examples, 0, "cpu")
-    shared = answer_loss_fn(model, examples, 0, "cpu", prefix_len=P)
+    shared = answer_loss_fn(model, examples, 0, "cpu", prefix_len=P, padded=padded)
     idx = [0, 2, 3, 5]
     assert_close(loss_and_grads(model, shared, idx), loss_and_grads(model, plain, idx), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("padded", [True, False])
 @pytest.mark.parametrize("dtype,rtol,atol", [("float32", 1e-4, 1e-6), ("float16", 2e-2, 1e-4)])
-def test_cached_trunk_matches_uncached_gradients(examples, tmp_path, dtype, rtol, atol):
+def test_cached_trunk_matches_uncached_gradients(examples, tmp_path, dtype, rtol, atol, padded):
     from learner.trunk_cache import open_cache
 
     model = policy(top_layers=1)
@@ -79,7 +82,7 @@ def test_cached_trunk_matches_uncached_gradients(examples, tmp_path, dtype, rtol
     P = shared_prefix_len(examples)
     cache = open_cache(model, [ex.input_ids for ex in examples], layer, tmp_path, P, dtype)
     plain = answer_loss_fn(model, examples, 0, "cpu")
-    cached = answer_loss_fn(model, examples, 0, "cpu", cache=cache)
+    cached = answer_loss_fn(model, examples, 0, "cpu", cache=cache, padded=padded)
     idx = [1, 4, 5]
     ref = loss_and_grads(model, plain, idx)
     assert_close(loss_and_grads(model, cached, idx), ref, rtol=rtol, atol=atol)
