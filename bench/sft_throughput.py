@@ -13,8 +13,9 @@ Rows, for each k (`lora.top_layers=k`, rank 32, all projections, float32, batch 
 - `cached+prefix`: the same with the shared prefix stored once and run once per micro-batch (what
   `trunk.cache=true` trains with).
 
-The prefix and cached rows run each example's rest on its own after the shared prefix (what training does); a
-`/padded` row runs them right-padded into one batch instead (how they ran until 2026-12-07), for the ratio.
+The prefix and cached rows run the examples' rests after the shared prefix in groups of similar length (what
+training does: `learner.sft.PAD_TOKENS`, or `--pad-tokens`); a `/padded` row runs them right-padded into one batch
+(how they ran until 2026-12-07) and a `/rows` row each on its own, for the ratio.
 
 Every row runs in a fresh subprocess (its peak RSS is its own) on the same examples and batches (`--examples`,
 the longest-first prefix of a seeded shuffle of `--data`), one untimed warm-up step, then `--steps` timed
@@ -42,7 +43,8 @@ from bench import require_positive
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TRAIN = REPO.parent / "shared" / "data" / "train.jsonl"
-PATHS = ("plain", "plain+prefix/padded", "plain+prefix", "cached", "cached+prefix/padded", "cached+prefix")
+PATHS = ("plain", "plain+prefix/padded", "plain+prefix", "cached", "cached+prefix/padded", "cached+prefix/rows",
+         "cached+prefix")
 
 
 def _data_default() -> str:
@@ -63,11 +65,17 @@ def parse_args(argv=None):
                                                 "embedded one)")
     p.add_argument("--corpus", default=None, help="dataset whose tokens define one epoch (default: --data)")
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "sft_throughput.json"))
+    p.add_argument("--pad-tokens", type=int, default=None,
+                   help="padding a row may add to a group rather than run alone (default: learner.sft.PAD_TOKENS)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     require_positive(p, args, ("examples", "batch", "steps", "threads"))
     args.data = args.data or _data_default()
     args.corpus = args.corpus or args.data
+    if args.pad_tokens is None:
+        from learner.sft import PAD_TOKENS
+
+        args.pad_tokens = PAD_TOKENS
     return args
 
 
@@ -112,7 +120,7 @@ def child(args, k: int, path: str) -> dict:
     P = shared_prefix_len(examples)
     build = None
     loss_path, _, shape = path.partition("/")
-    padded = shape == "padded"
+    pad_tokens = {"padded": None, "rows": 0, "": args.pad_tokens}[shape]
     with tempfile.TemporaryDirectory(prefix="bench-trunk-") as tmp:
         if loss_path.startswith("cached"):
             prefix = P if loss_path.endswith("prefix") else 1
@@ -121,10 +129,10 @@ def child(args, k: int, path: str) -> dict:
             seconds = time.perf_counter() - t0
             built = sum(ex.n_tokens - prefix for ex in examples)
             build = {"tokens": built, "seconds": seconds, "tokens_per_s": built / seconds, "prefix_len": prefix}
-            ce_fn = answer_loss_fn(policy, examples, 0, "cpu", cache=cache, padded=padded)
+            ce_fn = answer_loss_fn(policy, examples, 0, "cpu", cache=cache, pad_tokens=pad_tokens)
         else:
             ce_fn = answer_loss_fn(policy, examples, 0, "cpu", prefix_len=P if loss_path.endswith("prefix") else 0,
-                                   padded=padded)
+                                   pad_tokens=pad_tokens)
         lengths = [ex.n_tokens for ex in examples]
         batches = [list(range(i, i + args.batch)) for i in range(0, len(examples) - args.batch + 1, args.batch)]
         times, tokens, losses = [], [], []
@@ -177,7 +185,7 @@ def gflop_per_token(row: dict) -> float:
 def run_row(args, k: int, path: str) -> dict:
     cmd = [sys.executable, "-m", "bench.sft_throughput", "--child", f"{k}:{path}", "--model", args.model,
            "--examples", str(args.examples), "--batch", str(args.batch), "--steps", str(args.steps),
-           "--threads", str(args.threads), "--data", args.data]
+           "--threads", str(args.threads), "--data", args.data, "--pad-tokens", str(args.pad_tokens)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"row k={k} {path} failed:\n{proc.stderr[-4000:]}")

@@ -86,9 +86,25 @@ def common_prefix_len(sequences: Sequence[Sequence[int]], cap: int | None = None
     return n
 
 
+def length_groups(lengths: Sequence[int], pad_tokens: int | None) -> list[list[int]]:
+    """Rows to run together, each group right-padded to its longest: in order of length, a row joins the group
+    before it while the padding that adds stays within `pad_tokens` (what a separate run of the layers costs,
+    in tokens); None: all rows in one group."""
+    if pad_tokens is None:
+        return [list(range(len(lengths)))]
+    groups: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: (lengths[i], i)):
+        if groups and len(groups[-1]) * (lengths[i] - lengths[groups[-1][-1]]) <= pad_tokens:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
 def prefix_answer_ce(model, prefix: Tensor, rows: Sequence[Tensor], targets: Sequence[Sequence[int]],
                      n_answer: Sequence[int], start: int = 0,
-                     weights: Sequence[Sequence[float] | None] | None = None, padded: bool = True) -> Tensor:
+                     weights: Sequence[Sequence[float] | None] | None = None,
+                     pad_tokens: int | None = None) -> Tensor:
     """Summed cross-entropy of each row's answer tokens, the shared prefix run once (``weights[i]``, when given
     and not None, weighs row i's answer tokens one by one).
 
@@ -98,8 +114,9 @@ def prefix_answer_ce(model, prefix: Tensor, rows: Sequence[Tensor], targets: Seq
     answer. Token t of a row is scored by the logits of position t - 1; the prefix is never scored (an answer
     starts after the prefix: callers keep ``n_answer[i] < S_i``).
 
-    ``padded``: the rows right-padded into one batch after the prefix, or (False) each row on its own after it,
-    the prefix's keys and values shared by all: the same loss and gradients, without compute on padding.
+    The rows run after the prefix (its keys and values shared) in groups of similar length, each right-padded to
+    its longest (`length_groups`; ``pad_tokens=None``: all in one): the same loss and gradients whatever the
+    grouping, only the compute spent on padding and on separate runs changes.
     """
     import torch.nn.functional as F
     from transformers.cache_utils import DynamicCache
@@ -108,49 +125,40 @@ def prefix_answer_ce(model, prefix: Tensor, rows: Sequence[Tensor], targets: Seq
 
     inner, head = decoder_parts(model)
     device = prefix.device
-    n, P = len(rows), prefix.shape[0]
+    P = prefix.shape[0]
     lengths = [r.shape[0] for r in rows]
     for i, (s, a) in enumerate(zip(lengths, n_answer)):
         if not 0 < a < s:
             raise ValueError(f"row {i}: {a} answer tokens in a rest of {s} tokens (needs 0 < answer < rest)")
 
-    cache = DynamicCache(config=inner.config)
+    prefix_cache = DynamicCache(config=inner.config)
     run_layers(model, prefix.unsqueeze(0), start, None, torch.arange(P, device=device).unsqueeze(0),
-               torch.ones((1, P), dtype=torch.long, device=device), cache)
-    w = [x for i, a in enumerate(n_answer) for x in (weights[i] if weights and weights[i] is not None else (1.0,) * a)]
-    w = torch.tensor(w, dtype=torch.float32, device=device)
-    if not padded:
-        total, at = prefix.new_zeros((), dtype=torch.float32), 0
-        for i, (r, s, a) in enumerate(zip(rows, lengths, n_answer)):
-            row_cache = DynamicCache(config=inner.config)  # the prefix's keys and values, extended by this row only
-            row_cache.layers = [copy.copy(layer) for layer in cache.layers]
-            out = run_layers(model, r.unsqueeze(0), start, None, (P + torch.arange(s, device=device)).unsqueeze(0),
-                             torch.ones((1, P + s), dtype=torch.long, device=device), row_cache)
-            logits = head(inner.norm(out[0, s - a - 1: s - 1])).float()
-            ce = F.cross_entropy(logits, torch.tensor([int(t) for t in targets[i][s - a:]], device=device),
-                                 reduction="none")
-            total = total + (ce * w[at: at + a]).sum()
-            at += a
-        return total
-    _expand_cache(cache, n)
+               torch.ones((1, P), dtype=torch.long, device=device), prefix_cache)
+    total = prefix.new_zeros((), dtype=torch.float32)
+    for group in length_groups(lengths, pad_tokens):
+        n, S = len(group), max(lengths[i] for i in group)
+        cache = DynamicCache(config=inner.config)  # the prefix's keys and values, extended by this group only
+        cache.layers = [copy.copy(layer) for layer in prefix_cache.layers]
+        _expand_cache(cache, n)
+        hidden = prefix.new_zeros((n, S, prefix.shape[1]))
+        attention = torch.zeros((n, P + S), dtype=torch.long, device=device)
+        attention[:, :P] = 1
+        for b, i in enumerate(group):
+            hidden[b, : lengths[i]] = rows[i]
+            attention[b, P: P + lengths[i]] = 1
+        position_ids = (P + torch.arange(S, device=device)).unsqueeze(0).expand(n, -1)
+        out = run_layers(model, hidden, start, None, position_ids, attention, cache)
 
-    S = max(lengths)
-    hidden = prefix.new_zeros((n, S, prefix.shape[1]))
-    attention = torch.zeros((n, P + S), dtype=torch.long, device=device)
-    attention[:, :P] = 1
-    for i, r in enumerate(rows):
-        hidden[i, : lengths[i]] = r
-        attention[i, P: P + lengths[i]] = 1
-    position_ids = (P + torch.arange(S, device=device)).unsqueeze(0).expand(n, -1)
-    out = run_layers(model, hidden, start, None, position_ids, attention, cache)
-
-    # positions S_i - a_i - 1 .. S_i - 2 of row i score its answer tokens S_i - a_i .. S_i - 1
-    b_idx, t_idx, tgt = [], [], []
-    for i, (s, a) in enumerate(zip(lengths, n_answer)):
-        b_idx.extend([i] * a)
-        t_idx.extend(range(s - a - 1, s - 1))
-        tgt.extend(int(t) for t in targets[i][s - a:])
-    sel = out[torch.tensor(b_idx, device=device), torch.tensor(t_idx, device=device)]  # [K, H]
-    logits = head(inner.norm(sel)).float()
-    ce = F.cross_entropy(logits, torch.tensor(tgt, device=device), reduction="none")
-    return (ce * w).sum()
+        # positions S_i - a_i - 1 .. S_i - 2 of row i score its answer tokens S_i - a_i .. S_i - 1
+        b_idx, t_idx, tgt, w = [], [], [], []
+        for b, i in enumerate(group):
+            s, a = lengths[i], n_answer[i]
+            b_idx.extend([b] * a)
+            t_idx.extend(range(s - a - 1, s - 1))
+            tgt.extend(int(t) for t in targets[i][s - a:])
+            w.extend(weights[i] if weights and weights[i] is not None else (1.0,) * a)
+        sel = out[torch.tensor(b_idx, device=device), torch.tensor(t_idx, device=device)]  # [K, H]
+        logits = head(inner.norm(sel)).float()
+        ce = F.cross_entropy(logits, torch.tensor(tgt, device=device), reduction="none")
+        total = total + (ce * torch.tensor(w, dtype=ce.dtype, device=device)).sum()
+    return total

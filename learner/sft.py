@@ -254,16 +254,21 @@ def masked_ce_sum(model, mb: dict, device):
     return (ce * mb["weights"][:, start:].reshape(-1).to(device)).sum()
 
 
+# How much padding (in tokens) a row may add to a group of shorter rows rather than run on its own: a separate run
+# of the layers has a fixed cost, padding a cost per token (learner.segment.length_groups; bench/sft_throughput.py).
+PAD_TOKENS = 128
+
+
 def answer_loss_fn(model, examples: Sequence[TokenizedExample], pad_id: int, device, prefix_len: int = 0,
-                   cache=None, padded: bool = False):
+                   cache=None, pad_tokens: int | None = PAD_TOKENS):
     """`fn(indices) -> summed answer cross-entropy` of those examples, by the path the run uses:
 
     - `cache` (a `learner.trunk_cache.TrunkCache`): the top layers only, from the stored trunk states;
     - ``prefix_len > 0``: the whole model, the shared prefix run once per micro-batch (`learner.segment`);
     - otherwise one right-padded forward per micro-batch (`masked_ce_sum`).
 
-    The first two run each example's rest on its own after the shared prefix (``padded=False``, faster on a CPU:
-    no compute on padding, no attention mask over it; bench/sft_throughput.py) or all of them right-padded.
+    The first two run the examples' rests after the shared prefix in groups of similar length (`pad_tokens`,
+    see `learner.segment.length_groups`; None: all right-padded together).
     """
     from learner.segment import embed, prefix_answer_ce
 
@@ -275,7 +280,7 @@ def answer_loss_fn(model, examples: Sequence[TokenizedExample], pad_id: int, dev
             ids = [examples[i].input_ids for i in indices]
             prefix, rows = cache.tensors(ids, dtype, device)
             return prefix_answer_ce(model, prefix, rows, [x[P:] for x in ids], [examples[i].n_answer for i in indices],
-                                    start=cache.layer, weights=[examples[i].weights for i in indices], padded=padded)
+                                    start=cache.layer, weights=[examples[i].weights for i in indices], pad_tokens=pad_tokens)
         return cached
     if prefix_len > 0:
         import torch
@@ -287,7 +292,7 @@ def answer_loss_fn(model, examples: Sequence[TokenizedExample], pad_id: int, dev
             prefix = embed(model, torch.tensor(ids[0][:P], device=device))
             rows = [embed(model, torch.tensor(x[P:], device=device)) for x in ids]
             return prefix_answer_ce(model, prefix, rows, [x[P:] for x in ids], [examples[i].n_answer for i in indices],
-                                    weights=[examples[i].weights for i in indices], padded=padded)
+                                    weights=[examples[i].weights for i in indices], pad_tokens=pad_tokens)
         return shared
     return lambda indices: masked_ce_sum(model, collate(examples, indices, pad_id), device)
 

@@ -59,21 +59,21 @@ def assert_close(a, b, rtol, atol):
         torch.testing.assert_close(ga[n], gb[n], rtol=rtol, atol=atol, msg=n)
 
 
-@pytest.mark.parametrize("padded", [True, False])
-def test_shared_prefix_matches_plain_forward(examples, padded):
+@pytest.mark.parametrize("pad_tokens", [None, 0, 128])  # one padded batch, each row alone, groups
+def test_shared_prefix_matches_plain_forward(examples, pad_tokens):
     model = policy()
     P = shared_prefix_len(examples)
     assert 20 < P < min(ex.n_prompt for ex in examples)  # chat template + system message
     assert len({ex.n_tokens for ex in examples}) > 1  # rows of different lengths: padding to get right or avoid
     plain = answer_loss_fn(model, examples, 0, "cpu")
-    shared = answer_loss_fn(model, examples, 0, "cpu", prefix_len=P, padded=padded)
+    shared = answer_loss_fn(model, examples, 0, "cpu", prefix_len=P, pad_tokens=pad_tokens)
     idx = [0, 2, 3, 5]
     assert_close(loss_and_grads(model, shared, idx), loss_and_grads(model, plain, idx), rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("padded", [True, False])
+@pytest.mark.parametrize("pad_tokens", [None, 0, 128])
 @pytest.mark.parametrize("dtype,rtol,atol", [("float32", 1e-4, 1e-6), ("float16", 2e-2, 1e-4)])
-def test_cached_trunk_matches_uncached_gradients(examples, tmp_path, dtype, rtol, atol, padded):
+def test_cached_trunk_matches_uncached_gradients(examples, tmp_path, dtype, rtol, atol, pad_tokens):
     from learner.trunk_cache import open_cache
 
     model = policy(top_layers=1)
@@ -82,12 +82,25 @@ def test_cached_trunk_matches_uncached_gradients(examples, tmp_path, dtype, rtol
     P = shared_prefix_len(examples)
     cache = open_cache(model, [ex.input_ids for ex in examples], layer, tmp_path, P, dtype)
     plain = answer_loss_fn(model, examples, 0, "cpu")
-    cached = answer_loss_fn(model, examples, 0, "cpu", cache=cache, padded=padded)
+    cached = answer_loss_fn(model, examples, 0, "cpu", cache=cache, pad_tokens=pad_tokens)
     idx = [1, 4, 5]
     ref = loss_and_grads(model, plain, idx)
     assert_close(loss_and_grads(model, cached, idx), ref, rtol=rtol, atol=atol)
     # gradients reach only the adapted layer: nothing below the cut is trained
     assert all(".layers.1." in n for n in ref[1])
+
+
+def test_length_groups_batch_similar_lengths_and_bound_the_padding():
+    from learner.segment import length_groups
+
+    lengths = [50, 400, 52, 990, 60, 410]
+    assert length_groups(lengths, None) == [[0, 1, 2, 3, 4, 5]]
+    assert length_groups(lengths, 0) == [[0], [2], [4], [1], [5], [3]]
+    # 52 adds 2 to the 50, 60 adds 2 x 8: the short three run together; 400 would add 3 x 340: a new group
+    assert length_groups(lengths, 128) == [[0, 2, 4], [1, 5], [3]]
+    assert length_groups([7, 7, 7], 0) == [[0, 1, 2]]  # equal lengths: no padding, one run
+    for groups in (length_groups(lengths, t) for t in (0, 16, 128, 10_000)):
+        assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
 
 
 def test_interrupted_build_resumes_and_reuses_finished_shards(examples, tmp_path, monkeypatch):
