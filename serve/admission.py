@@ -90,9 +90,10 @@ class DecodeCost:
     reach: float = 2.0  # how far past the largest remembered batch size the estimate is trusted to refuse
     # The line follows 32 batches, so it lags a sudden slowdown (under overload the proxy and the ingress, busy
     # refusing, take CPU from the decode: batches ran ~1.5x the line, and the requests they held ended as 504s).
-    # The newest `recent` batches' time over what the line expected for them, at least 1 and at most
-    # `max_slowdown`, scales every estimate until the line has caught up.
-    recent: int = 3
+    # The largest of the newest `recent` batches' times over what the line expected for them, at least 1 and at
+    # most `max_slowdown`, scales every estimate until the line has caught up. Looking at the newest 3 only, batches
+    # still ran past the deadlines they were planned for (docs/serve.md, runs P and Q), so it looks further back.
+    recent: int = 8
     max_slowdown: float = 3.0
     _batches: deque = field(default_factory=deque, repr=False)  # (size, seconds), newest last
     _ratios: deque = field(default_factory=deque, repr=False)  # newest batches' seconds / the line's, newest last

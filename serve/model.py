@@ -52,6 +52,7 @@ health check and Serve replaces it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import re
@@ -64,6 +65,8 @@ from data.taxonomy import NONE, REAL_LABELS
 from serve.admission import DecodeCost
 from serve.batcher import Batcher
 from serve.config import ANSWER_TOKENS_BOUND, ServeConfigError, resolve_checkpoint
+
+logger = logging.getLogger("ray.serve")
 
 
 # The most labels an answer may hold. No gold answer has more than 3 (embedded and reference corpora); the cap
@@ -118,6 +121,7 @@ class RouterModel:
         self._dead: Exception | None = None
         self.last_load_s: float | None = None  # the engine's hold of the last weight load (info(): reload profiles)
         self.decode_cost = DecodeCost()  # which conversations of a batch can still make their deadlines
+        self.overran = 0  # conversations decoded whose answer came after their deadline (the estimate fell short)
         self._running: tuple[float, int] | None = None  # the batch decoding now: (its start, wall clock; its size)
         # its size and wait are set from the user_config in reconfigure; while a batch runs it asks `_refusal`
         # about the calls waiting, so a batch that runs long has those that can no longer make it refused (503)
@@ -201,6 +205,7 @@ class RouterModel:
         with self.engine._lock:  # re-entrant: held across the deadline check and the decode (see the docstring)
             now = time.time()
             live, late, _ = self.decode_cost.schedule(deadlines, now)
+            planned = self.decode_cost.expected_s(len(live))
             started = time.perf_counter()
             self._running = (now, len(live))
             try:
@@ -208,6 +213,12 @@ class RouterModel:
             finally:
                 self._running = None
             seconds = time.perf_counter() - started
+            after = sum(1 for i in live if deadlines[i] is not None and deadlines[i] < time.time())
+            if after:  # what tuning the estimate needs: how far this batch ran past what it expected
+                self.overran += after
+                logger.warning(f"a batch of {len(live)} took {seconds:.2f} s against {planned or 0:.2f} s expected "
+                               f"(slowdown {self.decode_cost.slowdown():.2f}, margin {self.decode_cost.margin:g}): "
+                               f"{after} answers came after their deadline")
             self.decode_cost.observe(len(live), seconds)
             engine_ms = round(1000 * seconds, 2)
         out: list[dict] = [{"expired": True} for _ in prompts]
@@ -266,7 +277,7 @@ class RouterModel:
         return {"version": self.engine.version, "checkpoint": self.checkpoint, "model": self.engine.cfg.model,
                 "user_config": self.user_config, "replica": serve.get_replica_context().replica_id.unique_id,
                 "max_tokens": self.max_tokens, "answer_cap": self.answer_cap, "pid": os.getpid(),
-                "last_load_s": self.last_load_s}
+                "last_load_s": self.last_load_s, "overran": self.overran}
 
     def check_health(self) -> None:
         if self._dead is not None or self.engine.llm is None:

@@ -785,7 +785,10 @@ def test_decode_cost_scales_its_estimates_when_the_newest_batches_run_slow():
     assert cost.expected_s(13) > 5.0 and cost.expected_end(100.0, None, 12, 32) > 105.0
     run, late, _ = cost.schedule([104.0] * 13, now=100.0)  # 4 s left: on the line 13 would fit; slowed, fewer
     assert late and len(run) < 13
-    for _ in range(3):  # batches back on the line: the slowdown is forgotten after `recent` of them
+    for _ in range(cost.recent - 1):  # batches back on the line: the slow one still counts
+        cost.observe(10, cost.line()[0] + cost.line()[1] * 10)
+    assert cost.slowdown() > 1.2
+    for _ in range(1):  # and is forgotten after `recent` of them
         cost.observe(10, cost.line()[0] + cost.line()[1] * 10)
     assert cost.slowdown() == pytest.approx(1.0, abs=0.02)
     fast = DecodeCost()
