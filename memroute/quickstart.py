@@ -2,7 +2,7 @@
 
 1. provision the default model and check the embedded dataset;
 2. SFT (configs/cpu_sft.yaml) on the embedded train split and its short conversations, on Ray Train (default
-   model: LoRA in the last 8 layers from the frozen-trunk cache, 4 epochs);
+   model: LoRA in the last 8 layers from the frozen-trunk cache, 5 epochs);
 3. a short RL run (configs/cpu_rl.yaml) from the SFT adapter: vLLM rollout workers, learner, verified pushes;
 4. evaluate on the embedded test split (the vLLM engine): majority and TF-IDF baselines (fitted on the SFT data),
    zero-shot, SFT, SFT+RL, and, with the
