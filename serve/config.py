@@ -89,9 +89,10 @@ class ServeConfig:
     deadline_reserve_s: float = 1.0
     # of deadline_reserve_s, what the ingress still keeps while it waits for the model: the replica plans its
     # batches to end by request_timeout_s - deadline_reserve_s, and the ingress waits until request_timeout_s -
-    # return_reserve_s before a 504, so a batch that runs past its plan is still answered within the client's
-    # deadline, the way back having used little of the reserve (docs/serve.md, runs M-Q)
-    return_reserve_s: float = 0.25
+    # return_reserve_s before a 504. Less than deadline_reserve_s lets a batch that ran past its plan still be
+    # answered, at the risk of an answer reaching its client late when the proxy's way back is slow; by default
+    # the whole reserve is kept (docs/serve.md, runs Q and R)
+    return_reserve_s: float = 1.0
     # refuse (503, Retry-After) a request that, behind the answers already owed at the rate they come back, would
     # outlive its deadline, instead of admitting it to end as a 504 (serve.admission)
     admit_by_deadline: bool = True
