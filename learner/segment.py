@@ -5,10 +5,11 @@ A causal LM here is ``embed -> layers[0:N] -> norm -> lm_head``. Two things need
 - the frozen-trunk cache (`learner.trunk_cache`): with LoRA only in ``layers[L:N]``, the output of ``layers[0:L]``
   never changes, so it is computed once and training runs ``layers[L:N]`` on it;
 - the shared prefix: every SFT prompt starts with the same tokens (chat template + system message), so a
-  micro-batch runs them once (batch 1, KV cache kept with its graph), broadcasts the cache to the batch as
-  stride-0 views and runs each example's rest on top of it. The gradients of all rows flowing into the prefix's
-  keys/values are summed by the ``expand`` backward, so the result equals the per-row forward up to float
-  rounding (`learner.logprobs.group_logprobs` does the same for N completions of one RL prompt).
+  micro-batch runs them once (batch 1, KV cache kept with its graph), broadcasts the cache as stride-0 views to
+  each group of rows of similar length (`length_groups`) and runs those examples' rests on top of it. The
+  gradients of all rows flowing into the prefix's keys/values are summed by the ``expand`` backward, so the
+  result equals the per-row forward up to float rounding (`learner.logprobs.group_logprobs` does the same for N
+  completions of one RL prompt).
 
 `prefix_answer_ce` is both at once: ``start=0`` runs the whole model from token embeddings, ``start=L`` runs the
 top layers from cached layer-L states. Logits are computed only at the positions that score an answer token.

@@ -280,7 +280,8 @@ def answer_loss_fn(model, examples: Sequence[TokenizedExample], pad_id: int, dev
             ids = [examples[i].input_ids for i in indices]
             prefix, rows = cache.tensors(ids, dtype, device)
             return prefix_answer_ce(model, prefix, rows, [x[P:] for x in ids], [examples[i].n_answer for i in indices],
-                                    start=cache.layer, weights=[examples[i].weights for i in indices], pad_tokens=pad_tokens)
+                                    start=cache.layer, weights=[examples[i].weights for i in indices],
+                                    pad_tokens=pad_tokens)
         return cached
     if prefix_len > 0:
         import torch
