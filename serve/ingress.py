@@ -14,8 +14,8 @@ Deadlines and backpressure, in the same shape: a request not answered within `re
 (less `deadline_reserve_s`, at most a tenth of it, kept for the proxy's queue and the way back, which the ingress
 does not see: the model replica plans its batches to end by then; with `return_reserve_s` below it the ingress
 waits into the reserve, up to `return_reserve_s` before the end, for a batch that ran past its plan) is answered
-504 (`deadline_exceeded`) and its model requests are cancelled (a queued one is never decoded, see serve.model); a full model queue (Serve's `max_queued_requests`: Serve raises BackPressureError at
-the handle) is a 503 (`overloaded`) with `Retry-After`, and so is a request that could not be answered before its deadline
+504 (`deadline_exceeded`) and its model requests are cancelled (a queued one is never decoded, see serve.model);
+a full model queue (Serve's `max_queued_requests`: Serve raises BackPressureError at the handle) is a 503 (`overloaded`) with `Retry-After`, and so is a request that could not be answered before its deadline
 behind the answers already owed, at the rate they come back (serve.admission: refused at once, not left to end
 as a 504), or that the model replica refused because its batch would end past the deadline, as is every POST
 while the app drains for a shutdown (`shutting_down`, and /health answers 503). A client that disconnects has its request cancelled by Serve, which

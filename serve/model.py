@@ -213,7 +213,8 @@ class RouterModel:
             finally:
                 self._running = None
             seconds = time.perf_counter() - started
-            after = sum(1 for i in live if deadlines[i] is not None and deadlines[i] < time.time())
+            ended = time.time()
+            after = sum(1 for i in live if deadlines[i] is not None and deadlines[i] < ended)
             if after:  # what tuning the estimate needs: how far this batch ran past what it expected
                 self.overran += after
                 logger.warning(f"a batch of {len(live)} took {seconds:.2f} s against {planned or 0:.2f} s expected "
