@@ -7,8 +7,10 @@
 4. evaluate on the embedded test split (the vLLM engine): majority and TF-IDF baselines (fitted on the SFT data),
    zero-shot, SFT, SFT+RL, and, with the
    default model, the shipped router (memroute/router) for comparison;
-5. plots of the training curves, then the Ray Serve endpoint (`--no-serve` to skip), running until Ctrl-C, with
-   the RL adapter, or the shipped router when that scored higher on the embedded test split.
+5. the run's router: the RL adapter when it beats its SFT start (higher mean F1, exact match no lower), else the
+   SFT adapter, as the recipe ships RL (issue 15); plots of the training curves, then the Ray Serve endpoint
+   (`--no-serve` to skip), running until Ctrl-C, with the run's router, or the shipped router when that scored
+   higher on the embedded test split.
 
 Every stage resumes: re-running the command continues SFT and RL from their checkpoints and skips what is done.
 `key=value` overrides go to both training configs' shared fields via `--sft` / `--rl` (e.g. `--rl steps=8`).
@@ -164,10 +166,15 @@ def run(args) -> int:
         rows.append(f"| {name} | {m['mean_f1']:.3f} | {m['exact_match']:.3f} | {m['parse_failure_rate']:.3f} "
                     f"| {m['mean_reward']:.3f} | {folder} |")
         print(f"      {name}: mean F1 {m['mean_f1']:.3f}, exact {m['exact_match']:.3f}")
+    chosen, why = choose_router(results)
+    adapters = {"SFT": sft["adapter"], "SFT + RL": rl["adapter"]}
     summary = "\n".join(["| system | mean F1 | exact | parse failures | mean reward | results |",
-                         "|---|---|---|---|---|---|", *rows])
+                         "|---|---|---|---|---|---|", *rows, "",
+                         f"This run's router: {chosen}, {adapters[chosen]}: {why}."])
     write_text_atomic(out / "summary.md", summary + "\n")
-    write_text_atomic(out / "summary.json", json.dumps(results, indent=2) + "\n")
+    write_text_atomic(out / "summary.json", json.dumps(
+        {**results, "router": {"system": chosen, "adapter": adapters[chosen], "why": why}}, indent=2) + "\n")
+    print(f"      this run's router: {chosen} ({why})")
 
     stage(5, "plots" + ("" if args.no_serve else " and the Serve endpoint"))
     plots = _plots([out / "sft"]) + [Path(p) for p in rl["plots"]]  # train_rl plotted its own run
@@ -177,14 +184,25 @@ def run(args) -> int:
     print(f"finished training and evaluation in {time.perf_counter() - start:.0f}s; summary at {out / 'summary.md'}")
     if args.no_serve:
         return 0
-    served = rl["adapter"]
-    if router is not None and results[SHIPPED]["mean_f1"] > results["SFT + RL"]["mean_f1"]:
+    served = adapters[chosen]
+    if router is not None and results[SHIPPED]["mean_f1"] > results[chosen]["mean_f1"]:
         # a user wants the better router behind the endpoint; this run's stays one command away
         served = str(router)
-        print(f"serving the shipped router: it scores higher on the embedded test split than this run's SFT + RL "
-              f"({results[SHIPPED]['mean_f1']:.3f} vs {results['SFT + RL']['mean_f1']:.3f} mean F1); "
-              f"`memroute serve --checkpoint {rl['adapter']}` serves this run's")
+        print(f"serving the shipped router: it scores higher on the embedded test split than this run's {chosen} "
+              f"({results[SHIPPED]['mean_f1']:.3f} vs {results[chosen]['mean_f1']:.3f} mean F1); "
+              f"`memroute serve --checkpoint {adapters[chosen]}` serves this run's")
     return _serve(served, args.model, args.port)
+
+
+def choose_router(results: dict) -> tuple[str, str]:
+    """(system, why): the run's router, "SFT + RL" when RL beat its SFT start (higher mean F1 and exact match
+    no lower), else "SFT". A short RL stage on a small set can lose what SFT learned; it ships only if it helps."""
+    sft, rl = results["SFT"], results["SFT + RL"]
+    scores = (f"mean F1 {rl['mean_f1']:.3f} vs {sft['mean_f1']:.3f}, "
+              f"exact {rl['exact_match']:.3f} vs {sft['exact_match']:.3f}")
+    if rl["mean_f1"] > sft["mean_f1"] and rl["exact_match"] >= sft["exact_match"]:
+        return "SFT + RL", f"RL beat its SFT start ({scores})"
+    return "SFT", f"RL did not beat its SFT start ({scores}), so the SFT adapter is kept"
 
 
 def _plots(run_dirs) -> list[Path]:

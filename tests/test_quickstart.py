@@ -24,8 +24,12 @@ def test_quickstart_runs_every_stage_on_the_tiny_model(tmp_path):
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
+    router = summary.pop("router")
     assert list(summary) == ["majority baseline", "TF-IDF + LR", "tiny zero-shot", "SFT", "SFT + RL"]
     assert all(0.0 <= s["mean_f1"] <= 1.0 for s in summary.values())
+    assert router["system"] in ("SFT", "SFT + RL") and Path(router["adapter"]).parent.name == \
+        {"SFT": "sft", "SFT + RL": "rl"}[router["system"]]
+    assert f"This run's router: {router['system']}," in (out / "summary.md").read_text()
     assert (out / "sft" / "adapter" / "adapter_config.json").exists()
     assert (out / "rl" / "adapter" / "adapter_config.json").exists()
     assert [json.loads(line)["step"] for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
@@ -66,6 +70,20 @@ def test_quickstart_runs_every_stage_on_the_tiny_model(tmp_path):
     # traceback when another Ray instance runs on the machine, as the suite's session cluster does)
     stop = "".join(lines).split("Serve endpoint:", 1)[1]
     assert "drained:" in stop and "Traceback" not in stop and "SIGTERM received" not in stop, stop[-3000:]
+
+
+@pytest.mark.parametrize("rl, kept", [
+    ({"mean_f1": 0.70, "exact_match": 0.50}, "SFT + RL"),  # better F1, same exact
+    ({"mean_f1": 0.70, "exact_match": 0.45}, "SFT"),  # better F1, worse exact
+    ({"mean_f1": 0.65, "exact_match": 0.50}, "SFT"),  # same F1
+    ({"mean_f1": 0.60, "exact_match": 0.60}, "SFT"),  # worse F1, better exact
+])
+def test_the_rl_adapter_is_the_runs_router_only_when_it_beats_its_sft_start(rl, kept):
+    from memroute.quickstart import choose_router
+
+    chosen, why = choose_router({"SFT": {"mean_f1": 0.65, "exact_match": 0.50}, "SFT + RL": rl})
+    assert chosen == kept
+    assert f"{rl['mean_f1']:.3f} vs 0.650" in why and ("did not" in why) == (kept == "SFT")
 
 
 @pytest.mark.parametrize("flag, override, key", [
