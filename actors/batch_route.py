@@ -34,8 +34,9 @@ def _load(cfg: EngineConfig, adapter: str | None) -> Engine:
 
 
 def route_local(cfg: EngineConfig, adapter: str | None, conversations: Sequence[list[dict]], max_tokens: int = 48,
-                chunk: int = 64) -> list[str]:
-    """Greedy answers, in order. Chunks only drive the progress bar: vLLM batches each chunk itself."""
+                chunk: int = 64, samples: int = 0) -> list[str]:
+    """Answers, in order (`Engine.route`: greedy, or the most probable of greedy and `samples` sampled ones).
+    Chunks only drive the progress bar: vLLM batches each chunk itself."""
     from tqdm import tqdm
 
     engine = _load(cfg, adapter)
@@ -44,7 +45,7 @@ def route_local(cfg: EngineConfig, adapter: str | None, conversations: Sequence[
         with tqdm(total=len(conversations), desc="eval", unit="conv", file=sys.stderr) as bar:
             for i in range(0, len(conversations), chunk):
                 part = conversations[i:i + chunk]
-                texts.extend(engine.route(part, max_tokens))
+                texts.extend(engine.route(part, max_tokens, samples))
                 bar.update(len(part))
     finally:
         engine.shutdown()
@@ -54,25 +55,25 @@ def route_local(cfg: EngineConfig, adapter: str | None, conversations: Sequence[
 class EngineRouter:
     """A Ray Data `map_batches` callable: one engine per actor; a batch of rows -> their ids and answers."""
 
-    def __init__(self, engine_cfg: dict, adapter: str | None, max_tokens: int):
+    def __init__(self, engine_cfg: dict, adapter: str | None, max_tokens: int, samples: int = 0):
         self.engine = _load(EngineConfig(**engine_cfg), adapter)
-        self.max_tokens = max_tokens
+        self.max_tokens, self.samples = max_tokens, samples
 
     def __call__(self, batch):  # batch: a pandas DataFrame with the schema's columns
         conversations = [[{"role": t["role"], "content": t["content"]} for t in conv] for conv in batch["conversation"]]
-        return {"id": list(batch["id"]), "text": self.engine.route(conversations, self.max_tokens)}
+        return {"id": list(batch["id"]), "text": self.engine.route(conversations, self.max_tokens, self.samples)}
 
 
 def route_ray_data(cfg: EngineConfig, adapter: str | None, parquet: str | list[str], max_tokens: int = 48,
                    concurrency: int = 1, num_cpus: float = 1, use_gpu: bool = False,
-                   batch_size: int = 64) -> dict[str, str]:
-    """{id: greedy answer} for every row of the Parquet file(s) or folder, routed by `concurrency` engine actors."""
+                   batch_size: int = 64, samples: int = 0) -> dict[str, str]:
+    """{id: answer} (`Engine.route`, greedy or best of `samples`) for every row of the Parquet file(s) or folder, routed by `concurrency` engine actors."""
     import ray
 
     if not ray.is_initialized():
         ray.init()  # RAY_ADDRESS / `ray start` cluster when there is one, else a local instance
     ds = ray.data.read_parquet(parquet).select_columns(["id", "conversation"])
-    routed = ds.map_batches(EngineRouter, fn_constructor_args=(asdict(cfg), adapter, max_tokens),
+    routed = ds.map_batches(EngineRouter, fn_constructor_args=(asdict(cfg), adapter, max_tokens, samples),
                             batch_size=batch_size, batch_format="pandas", concurrency=concurrency,
                             num_cpus=0 if use_gpu else num_cpus, num_gpus=1 if use_gpu else 0)
     return {row["id"]: row["text"] for row in routed.iter_rows()}

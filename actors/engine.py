@@ -207,6 +207,18 @@ def _layer_order(names) -> list[str]:
 # --- the engine ----------------------------------------------------------------------------------------------
 
 
+def most_probable_answer(candidates: Sequence[Sample]) -> Sample | None:
+    """The candidate with the highest sequence logprob among those that finished (eos sampled) and are made only
+    of taxonomy labels; None when none is."""
+    from data.parser import parse_answer
+
+    def clean(sample: Sample) -> bool:
+        parsed = parse_answer(sample.text)
+        return sample.finish_reason == "stop" and parsed.parsed and not parsed.unknown
+
+    return max(filter(clean, candidates), key=lambda s: sum(s.logprobs), default=None)
+
+
 def _on_gpu() -> bool:
     import torch
 
@@ -332,10 +344,36 @@ class Engine:
             version = self.version
             return [g[0] for g in self._samples(self._generate(self.encode(prompts), params), version)]
 
-    def route(self, conversations: Sequence[list[dict[str, str]]], max_tokens: int = 48) -> list[str]:
-        """Greedy answer texts for conversations, rendered with the one prompt function (evaluation, batch
-        inference)."""
-        return [s.text for s in self.greedy(self.render(conversations), max_tokens=max_tokens)]
+    def best_of(self, prompts: Sequence[str], samples: int, max_tokens: int = 48, **sampling_kwargs) -> list[Sample]:
+        """The most probable answer of each prompt among its greedy answer and `samples` answers sampled at
+        temperature 1 (the highest sum of token logprobs, so the eos token counts: a shorter answer wins when
+        stopping is likelier than going on), among the finished ones made only of labels; the greedy answer when
+        none is.
+
+        Greedy decoding picks one token at a time, so it can miss the most probable answer: labels share their
+        first tokens (`user.` ...), whose mass greedy sums before it knows which label follows, and after each
+        label it compares "stop" against "any further label" as a whole. Sampling proposes the likely answers and
+        their exact logprobs rank them. The sampled answers find each prompt's KV blocks in the prefix cache, left
+        there by the greedy call, and share them. Extra `sampling_kwargs` go to both calls (e.g. the serving
+        grammar)."""
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
+        greedy = self._params(1, 0.0, 1.0, max_tokens, **sampling_kwargs)
+        sampled = self._params(samples, 1.0, 1.0, max_tokens, **sampling_kwargs)
+        ids = self.encode(prompts)
+        with self._lock:  # greedy first: the sampled requests then find every prompt's KV blocks in the cache
+            version = self.version
+            firsts = self._samples(self._generate(ids, greedy), version)
+            seconds = self._samples(self._generate(ids, sampled), version)
+        return [most_probable_answer(first + others) or first[0] for first, others in zip(firsts, seconds)]
+
+    def route(self, conversations: Sequence[list[dict[str, str]]], max_tokens: int = 48,
+              samples: int = 0) -> list[str]:
+        """Answer texts for conversations, rendered with the one prompt function (evaluation, batch inference):
+        greedy with ``samples=0``, else the most probable of greedy and `samples` sampled answers (`best_of`)."""
+        prompts = self.render(conversations)
+        chosen = self.best_of(prompts, samples, max_tokens) if samples else self.greedy(prompts, max_tokens)
+        return [s.text for s in chosen]
 
     def score(self, prompt_ids: list[int], completion_ids: list[int]) -> list[float]:
         """The engine's logprob of each completion token after the prompt (prompt_logprobs on the concatenation;

@@ -1,10 +1,12 @@
-"""`memroute eval`: batched greedy routing of a dataset, scored with the foundation's metrics.
+"""`memroute eval`: batched routing of a dataset, scored with the foundation's metrics.
 
 Writes into `--out`: predictions.jsonl, metrics.json and metrics.md (all atomic). Backends:
-- `vllm` (default): the rollout workers' vLLM engine in this process, greedy, batched by vLLM's scheduler;
+- `vllm` (default): the rollout workers' vLLM engine in this process, batched by vLLM's scheduler; greedy, or
+  with `--samples n` each answer the most probable of the greedy one and n sampled ones (the endpoint's
+  `samples`);
 - `ray-data`: the same engine as Ray Data batch inference over Parquet shards (`map_batches`, `--concurrency`
   engine actors; a JSONL dataset is converted to one Parquet shard first), for a cluster;
-- `hf`: transformers `generate` (no vLLM needed; slower);
+- `hf`: transformers `generate`, greedy (no vLLM needed; slower);
 - `majority`: the training set's most common label, no model;
 - `tfidf`: TF-IDF + logistic regression fitted on `--train` (the classical baseline; data/baselines.py).
 """
@@ -39,6 +41,9 @@ class EvalConfig:
     train: str = str(TRAIN_PATH)  # the majority / tfidf baselines' training set
     batch_size: int = 8
     max_new_tokens: int = 48
+    # vllm / ray-data: 0 = greedy; n = the most probable answer among greedy and n sampled at temperature 1
+    # (actors.engine.Engine.best_of), the answer the endpoint serves with ServeConfig.samples = n
+    samples: int = 0
     dtype: str = "auto"
     limit: int | None = None  # score only the first N examples (smoke runs)
     kv_cache_gib: float = 2.0  # vllm / ray-data on CPU: each engine's KV cache
@@ -53,6 +58,7 @@ class EvalConfig:
         for name in ("batch_size", "max_new_tokens", "concurrency"):
             check_min(name, getattr(self, name), 1)
         check_min("limit", self.limit, 0, optional=True)
+        check_min("samples", self.samples, 0)
         check_min("kv_cache_gib", self.kv_cache_gib, 0, inclusive=False)
 
 
@@ -74,7 +80,7 @@ def predict_with_engine(cfg: EvalConfig, examples) -> list[Prediction]:
     batch_route.check_adapter(cfg.adapter)
     if cfg.backend == "vllm":
         texts = batch_route.route_local(engine_config(cfg), cfg.adapter, [ex.conversation for ex in examples],
-                                        max_tokens=cfg.max_new_tokens)
+                                        max_tokens=cfg.max_new_tokens, samples=cfg.samples)
     else:
         import tempfile
 
@@ -84,7 +90,8 @@ def predict_with_engine(cfg: EvalConfig, examples) -> list[Prediction]:
             shards = cfg.data if Path(cfg.data).suffix == ".parquet" and not cfg.limit else \
                 str(write_examples(Path(tmp) / "shard-0.parquet", examples))
             by_id = batch_route.route_ray_data(engine_config(cfg), cfg.adapter, shards, cfg.max_new_tokens,
-                                               concurrency=cfg.concurrency, use_gpu=cfg.use_gpu)
+                                               concurrency=cfg.concurrency, use_gpu=cfg.use_gpu,
+                                               samples=cfg.samples)
         texts = [by_id[ex.id] for ex in examples]
     name = cfg.model + (f"+{cfg.adapter}" if cfg.adapter else "")
     return [Prediction(ex.id, parse_answer(t).labels, raw=t, model=name) for ex, t in zip(examples, texts)]
@@ -110,8 +117,10 @@ def run_eval(cfg: EvalConfig) -> dict:
     from memroute.router import choose_adapter
 
     baseline = cfg.backend in BASELINES
-    # the folder actually loaded, or None; a baseline runs no model, and its metrics say so
-    cfg = replace(cfg, adapter=None if baseline else choose_adapter(cfg.adapter, cfg.model))
+    # the folder actually loaded, or None; a baseline runs no model, and its metrics say so; only the engine
+    # backends sample (hf decodes greedily), so metrics.json records samples=0 for the others
+    cfg = replace(cfg, adapter=None if baseline else choose_adapter(cfg.adapter, cfg.model),
+                  samples=cfg.samples if cfg.backend in ("vllm", "ray-data") else 0)
     examples = read_examples(cfg.data)
     if cfg.limit:
         examples = examples[:cfg.limit]
@@ -168,6 +177,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="conversations per generate batch (default: %(default)s)")
     p.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens,
                    help="answer length cap in tokens (default: %(default)s)")
+    p.add_argument("--samples", type=int, default=defaults.samples,
+                   help="vllm/ray-data: answer with the most probable of the greedy answer and this many sampled at "
+                        "temperature 1; 0: greedy (default: %(default)s)")
     p.add_argument("--dtype", default=defaults.dtype, choices=DTYPES,
                    help="model dtype; auto: bfloat16 on a GPU, float32 on a CPU (default: %(default)s)")
     p.add_argument("--limit", type=int, default=defaults.limit,

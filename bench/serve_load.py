@@ -73,8 +73,9 @@ def parse_args(argv=None):
 
 
 class EngineAlone:
-    """The engine in this process, decoding as a replica does (the served adapter merged in, greedy, constrained to
-    the label grammar, the answer cap): offline batches and single requests, timed."""
+    """The engine in this process, decoding as a replica does (the served adapter merged in, `serve.model.decode`
+    with the config's samples, constrained to the label grammar, the answer cap): offline batches and single
+    requests, timed."""
 
     def __init__(self, cfg, adapter: Path | None, convs: list):
         from vllm.sampling_params import StructuredOutputsParams
@@ -89,11 +90,14 @@ class EngineAlone:
         cap = answer_cap(self.engine.tokenizer, cfg.answer_margin_tokens)
         self.max_tokens = min(cap, cfg.max_tokens) if cfg.max_tokens else cap
         self.sampling = {"structured_outputs": StructuredOutputsParams(regex=label_regex())}
+        self.samples = cfg.samples
         self.prompts = self.engine.render(convs)
         self._sample(self.prompts[:4])  # warm-up (grammar compiled, caches touched)
 
     def _sample(self, batch):
-        return self.engine.sample(batch, 1, temperature=0.0, max_tokens=self.max_tokens, **self.sampling)
+        from serve.model import decode
+
+        return decode(self.engine, batch, self.max_tokens, self.samples, self.sampling)
 
     def offline_s(self) -> float:
         """Seconds for one batched `sample` over every prompt."""

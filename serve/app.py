@@ -47,7 +47,7 @@ def build_app(cfg: ServeConfig | None = None, digest: str | None = None):
         **scale, max_ongoing_requests=cfg.max_ongoing_requests, max_queued_requests=cfg.max_queued_requests,
         user_config={"checkpoint": str(folder.resolve()) if folder else None, "version": cfg.version,
                      "max_batch_size": cfg.max_batch_size, "batch_wait_timeout_s": cfg.batch_wait_timeout_s,
-                     "constrained": cfg.constrained},
+                     "constrained": cfg.constrained, "samples": cfg.samples},
         ray_actor_options={"num_cpus": cfg.replica_cpus, "num_gpus": cfg.replica_gpus,
                            "runtime_env": {"env_vars": env}},
     ).bind(cfg.engine, cfg.max_tokens, cfg.answer_margin_tokens)

@@ -61,6 +61,9 @@ class ServeConfig:
     max_tokens: int | None = None
     answer_margin_tokens: int = 4
     constrained: bool = True  # vLLM structured outputs: answers can only be label lists (see serve.model)
+    # 0: greedy; n: each answer the most probable of the greedy one and n sampled at temperature 1
+    # (actors.engine.Engine.best_of, `memroute eval --samples n`): a batch costs ~3x at n = 8 (docs/serve.md)
+    samples: int = 0
     # @serve.batch on the model replica: conversations of concurrent requests decoded together
     max_batch_size: int = 32
     batch_wait_timeout_s: float = 0.01
@@ -117,7 +120,8 @@ class ServeConfig:
                         if not getattr(self, k) > 0]
         if not_positive:
             raise ServeConfigError(f"{', '.join(not_positive)} must be > 0")
-        negative = [k for k in ("retry_after_s", "answer_margin_tokens", "deadline_reserve_s", "return_reserve_s")
+        negative = [k for k in ("retry_after_s", "answer_margin_tokens", "deadline_reserve_s", "return_reserve_s",
+                                "samples")
                     if getattr(self, k) < 0]
         if negative:
             raise ServeConfigError(f"{', '.join(negative)} must be >= 0")

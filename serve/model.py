@@ -104,6 +104,15 @@ def answer_cap(tokenizer, margin: int = 4, max_labels: int = MAX_LABELS) -> int:
     return _tokens(tokenizer, longest_answer(tokenizer, max_labels)) + 1 + margin
 
 
+def decode(engine, prompts: list[str], max_tokens: int, samples: int, sampling: dict) -> list[list]:
+    """A replica's answers, one-sample groups: greedy (``samples=0``), or the most probable of the greedy answer
+    and `samples` answers sampled at temperature 1 (`Engine.best_of`, as `memroute eval --samples` decodes), under
+    the grammar in `sampling` and the answer cap."""
+    if samples:
+        return [[s] for s in engine.best_of(prompts, samples, max_tokens=max_tokens, **sampling)]
+    return engine.sample(prompts, 1, temperature=0.0, max_tokens=max_tokens, **sampling)
+
+
 @serve.deployment(name="RouterModel")
 class RouterModel:
     def __init__(self, engine: EngineConfig, max_tokens: int | None = None, answer_margin_tokens: int = 4):
@@ -114,6 +123,7 @@ class RouterModel:
                                    f"ANSWER_TOKENS_BOUND={ANSWER_TOKENS_BOUND}: set max_tokens")
         self.max_tokens = min(self.answer_cap, max_tokens) if max_tokens else self.answer_cap
         self.sampling: dict = {}
+        self.samples = 0  # 0: greedy; n: the most probable of greedy and n sampled answers (`decode`)
         self.checkpoint: str | None = None
         self.user_config: dict = {}
         self._weights: tuple | None = None  # the (checkpoint, version) in the engine
@@ -129,9 +139,11 @@ class RouterModel:
 
     async def reconfigure(self, user_config: dict) -> None:
         """Apply the user_config: the adapter (`checkpoint`, None = base model) as `version`, and the batching and
-        decoding knobs (`max_batch_size`, `batch_wait_timeout_s`, `constrained`), all changeable in place."""
+        decoding knobs (`max_batch_size`, `batch_wait_timeout_s`, `constrained`, `samples`), all changeable in
+        place."""
         self.batcher.max_batch_size = int(user_config.get("max_batch_size", 32))
         self.batcher.wait_s = float(user_config.get("batch_wait_timeout_s", 0.01))
+        self.samples = int(user_config.get("samples", 0))
         self.sampling = {}
         if user_config.get("constrained", True):
             from vllm.sampling_params import StructuredOutputsParams
@@ -272,7 +284,7 @@ class RouterModel:
                 "replica": serve.get_replica_context().replica_id.unique_id}
 
     def _sample(self, prompts: list[str]) -> list:
-        return self.engine.sample(prompts, 1, temperature=0.0, max_tokens=self.max_tokens, **self.sampling)
+        return decode(self.engine, prompts, self.max_tokens, self.samples, self.sampling)
 
     def info(self) -> dict:
         return {"version": self.engine.version, "checkpoint": self.checkpoint, "model": self.engine.cfg.model,

@@ -155,7 +155,7 @@ def publish(checkpoint: str | Path | None, version: int | None = None, app_name:
 def update(app_name: str, changes: dict, wait_s: float = 600.0, deployment: str = MODEL_DEPLOYMENT,
            options: dict | None = None) -> dict:
     """Apply `changes` to a deployment's user_config on every replica, in place (the model's: the adapter, or
-    the batching / decoding knobs max_batch_size, batch_wait_timeout_s, constrained; the ingress's:
+    the batching / decoding knobs max_batch_size, batch_wait_timeout_s, constrained, samples; the ingress's:
     request_timeout_s, retry_after_s, draining), with `options`, other deployment options Serve changes in place
     (e.g. max_ongoing_requests, max_queued_requests); returns the new user_config once every replica runs it."""
     from ray.serve.schema import ServeDeploySchema

@@ -13,7 +13,7 @@ import torch
 
 pytest.importorskip("vllm")
 
-from actors.engine import Engine, EngineConfig  # noqa: E402
+from actors.engine import Engine, EngineConfig, Sample, most_probable_answer  # noqa: E402
 from learner.actor import Learner  # noqa: E402
 from learner.config import LearnerConfig, LoraConfig, ModelConfig, OptimConfig  # noqa: E402
 from memroute.core.adapter import peft_adapter_config  # noqa: E402
@@ -107,6 +107,42 @@ def test_sampler_logprobs_match_the_learner(engine, learner):
     mean_gap = sum(gaps) / len(gaps)
     print(f"sampler vs learner logprobs: mean |gap| {mean_gap:.2e}, max {max(gaps):.2e} over {len(gaps)} tokens")
     assert mean_gap < TOL / 10 and max(gaps) < TOL
+
+
+def _answer(text: str, logprobs: list[float], finish: str = "stop") -> Sample:
+    return Sample(text, list(range(len(logprobs))), logprobs, [1], finish, 0)
+
+
+def test_the_most_probable_answer_is_the_likeliest_finished_answer_made_of_labels():
+    greedy = _answer("user.role_context, user.communication_style", [-0.1, -0.2, -0.9, -0.3])
+    shorter = _answer("user.role_context", [-0.1, -0.2, -0.5])  # stopping after one label is likelier
+    unfinished = _answer("user.role_context", [-0.01], finish="length")  # cut by the cap: never chosen
+    unknown = _answer("user.role_context, user.strategic_signatures", [-0.05])  # a piece that is no label
+    other = _answer("company.brand_core", [-2.0, -0.1])
+    assert most_probable_answer([greedy, shorter, unfinished, unknown, other]) is shorter
+    assert most_probable_answer([greedy, other]) is greedy
+    assert most_probable_answer([unfinished, unknown, _answer("no idea", [-0.1])]) is None
+
+
+def test_best_of_answers_no_less_probably_than_greedy(engine):
+    from vllm.sampling_params import StructuredOutputsParams
+
+    from serve.model import label_regex
+
+    grammar = {"structured_outputs": StructuredOutputsParams(regex=label_regex())}  # the tiny model's answers parse
+    prompts = engine.render(CONVERSATIONS)
+    greedy = [g[0] for g in engine.sample(prompts, 1, temperature=0.0, max_tokens=40, **grammar)]
+    best = engine.best_of(prompts, 6, max_tokens=40, **grammar)
+    assert len(best) == len(prompts)
+    for g, b in zip(greedy, best):
+        assert b.prompt_token_ids == g.prompt_token_ids and b.version == engine.version
+        if most_probable_answer([g]) is g:  # greedy is a candidate: the answer is at least as probable
+            assert sum(b.logprobs) >= sum(g.logprobs) - 1e-5
+        assert most_probable_answer([b]) is b or b.token_ids == g.token_ids  # a clean answer, else greedy's
+    routed = engine.route(CONVERSATIONS, 12, samples=3)  # no grammar: the tiny model's answers rarely parse
+    assert len(routed) == 2 and all(isinstance(t, str) for t in routed)
+    with pytest.raises(ValueError, match="samples must be >= 1"):
+        engine.best_of(prompts, 0)
 
 
 @pytest.mark.parametrize("strategy", ["lora", "merged"])

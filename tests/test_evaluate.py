@@ -18,7 +18,7 @@ def test_ray_data_batch_inference_matches_the_in_process_engine(ray_local, tmp_p
     write_examples(shards / "part-1.parquet", examples[4:])
     data = tmp_path / "six.jsonl"
     write_examples(data, examples)
-    common = dict(model="tiny", dtype="float32", max_new_tokens=8, kv_cache_gib=1)
+    common = dict(model="tiny", dtype="float32", max_new_tokens=8, kv_cache_gib=1, samples=0)
     local = run_eval(EvalConfig(data=str(data), out=str(tmp_path / "vllm"), **common))
     from actors.batch_route import route_ray_data
     from actors.evaluate import engine_config

@@ -94,7 +94,7 @@ def test_probe_judge_accepts_only_clean_answers():
 def test_load_config_rules():
     cfg = ServeConfig()
     assert (cfg.request_timeout_s, cfg.max_queued_requests, cfg.retry_after_s, cfg.drain_timeout_s) == (30, 64, 1, 30)
-    assert cfg.max_tokens is None and cfg.answer_margin_tokens == 4
+    assert cfg.max_tokens is None and cfg.answer_margin_tokens == 4 and cfg.samples == 0  # greedy by default
     ServeConfig(max_queued_requests=-1, ingress_max_queued_requests=-1, max_tokens=24)
     for bad, needle in (({"max_queued_requests": 0}, "max_queued_requests must be -1"),
                         ({"request_timeout_s": 0}, "request_timeout_s must be > 0"),
@@ -102,6 +102,7 @@ def test_load_config_rules():
                         ({"retry_after_s": -1}, "retry_after_s must be >= 0"),
                         ({"deadline_reserve_s": -0.5}, "deadline_reserve_s must be >= 0"),
                         ({"return_reserve_s": -0.1}, "return_reserve_s must be >= 0"),
+                        ({"samples": -1}, "samples must be >= 0"),
                         ({"max_tokens": 0}, "max_tokens must be >= 1"),
                         ({"max_conversation_tokens": 2000}, "the answer cap's bound")):
         with pytest.raises(ServeConfigError, match=needle):
@@ -552,6 +553,27 @@ def test_reload_probe_refuses_a_bad_candidate_and_the_old_version_keeps_serving(
     assert info == {before["version"]}
     result = _post(app).json()["results"][0]
     assert result["version"] == before["version"] and result["parsed"]
+
+
+@pytest.mark.slow
+def test_best_of_samples_is_a_knob_changed_in_place(serve_app):
+    """`samples` (the most probable of greedy and n sampled answers) goes into the replicas' user_config in
+    place; answers keep coming, parsed under the grammar, from the same version."""
+    from serve.reload import current, update
+
+    app = serve_app
+    before = current(app.cfg.app_name)
+    assert before.get("samples", 0) == 0
+    update(app.cfg.app_name, {"samples": 3})
+    try:
+        assert current(app.cfg.app_name)["samples"] == 3
+        resp = _post(app)
+        assert resp.status_code == 200, resp.text
+        result = resp.json()["results"][0]
+        assert result["parsed"] and result["version"] == before["version"]
+    finally:
+        update(app.cfg.app_name, {"samples": 0})
+    assert current(app.cfg.app_name)["samples"] == 0
 
 
 @pytest.mark.slow
