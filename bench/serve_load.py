@@ -59,8 +59,12 @@ def parse_args(argv=None):
     p.add_argument("--overload-queue", type=int, default=4, help="max_queued_requests in the overload phase")
     p.add_argument("--overload-deadline", type=float, default=10.0, help="request_timeout_s in the overload phase")
     p.add_argument("--port", type=int, default=8473, help="default: %(default)s")
-    p.add_argument("--worker-niceness", type=int, default=None, help="the niceness Ray starts its workers at, the "
-                   "model replica and its engine among them (RAY_worker_niceness; default: Ray's, 15)")
+    # 0, not Ray's 15: the load generator's client threads run in this process at niceness 0 and stand in for
+    # clients on other machines; at 15 the replica's engine gets a small share of the CPU whenever 64 of them are
+    # runnable (runs M-R: overload batches ran 1.5-3x their plan; run S, at 0: none did, docs/serve.md)
+    p.add_argument("--worker-niceness", type=int, default=0, help="the niceness Ray starts its workers at, the "
+                   "model replica and its engine among them (RAY_worker_niceness; Ray's own default is 15; "
+                   "default: %(default)s, the same as this process's clients)")
     p.add_argument("--latency-only", action="store_true", help="only the engine's single requests and Serve at "
                    "1 client, with the latency breakdown: a quick profile of the 1-client overhead")
     p.add_argument("--reload-only", action="store_true", help="only the steady and reload phases (4): a quick "
