@@ -1,4 +1,5 @@
-"""The model deployment: one `actors.engine.Engine` per replica, greedy and batched, its adapter set by user_config.
+"""The model deployment: one `actors.engine.Engine` per replica, batched, greedy (or best-of-n: `decode`), its
+adapter set by user_config.
 
 Batching: `serve.batcher.Batcher` gathers the conversations of concurrent requests into one `Engine.sample` call,
 i.e. one vLLM batch, formed when the previous batch has ended (Serve's `@serve.batch` forms batches ahead of the
