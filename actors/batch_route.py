@@ -67,7 +67,8 @@ class EngineRouter:
 def route_ray_data(cfg: EngineConfig, adapter: str | None, parquet: str | list[str], max_tokens: int = 48,
                    concurrency: int = 1, num_cpus: float = 1, use_gpu: bool = False,
                    batch_size: int = 64, samples: int = 0) -> dict[str, str]:
-    """{id: answer} (`Engine.route`, greedy or best of `samples`) for every row of the Parquet file(s) or folder, routed by `concurrency` engine actors."""
+    """{id: answer} (`Engine.route`: greedy, or the best of `samples`) for every row of the Parquet file(s) or
+    folder, routed by `concurrency` engine actors."""
     import ray
 
     if not ray.is_initialized():

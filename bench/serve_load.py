@@ -61,7 +61,8 @@ def parse_args(argv=None):
     p.add_argument("--port", type=int, default=8473, help="default: %(default)s")
     # 0, not Ray's 15: the load generator's client threads run in this process at niceness 0 and stand in for
     # clients on other machines; at 15 the replica's engine gets a small share of the CPU whenever 64 of them are
-    # runnable (runs M-R: overload batches ran 1.5-3x their plan; run S, at 0: none did, docs/serve.md)
+    # runnable (runs M-R: overload batches ran 1.5-3x their plan; runs S and T, at 0: no answer came after its
+    # deadline at the replica, docs/serve.md)
     p.add_argument("--worker-niceness", type=int, default=0, help="the niceness Ray starts its workers at, the "
                    "model replica and its engine among them (RAY_worker_niceness; Ray's own default is 15; "
                    "default: %(default)s, the same as this process's clients)")
