@@ -690,7 +690,7 @@ def _model(engine, adapter=None):
     from serve.model import RouterModel
 
     model = object.__new__(RouterModel.func_or_class)
-    model.engine, model.max_tokens, model.sampling, model._dead = engine, 41, {}, None
+    model.engine, model.max_tokens, model.sampling, model.samples, model._dead = engine, 41, {}, 0, None
     model._adapter, model.checkpoint = adapter, None
     return model
 
