@@ -95,6 +95,30 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def split_examples(examples: list, holdout: int, seed: int) -> tuple[list, list]:
+    """(kept, held out): `holdout` examples drawn with a seeded shuffle, each part in the file's own order, so the
+    same file, size and seed always give the same two parts."""
+    import random
+
+    if not 0 < holdout < len(examples):
+        raise InputError(f"--holdout {holdout} must be between 1 and {len(examples) - 1} (the file has "
+                         f"{len(examples)} rows)")
+    picked = set(random.Random(seed).sample(range(len(examples)), holdout))
+    return ([ex for i, ex in enumerate(examples) if i not in picked],
+            [ex for i, ex in enumerate(examples) if i in picked])
+
+
+def cmd_split(args) -> int:
+    kept, held = split_examples(read_examples(args.file), args.holdout, args.seed)
+    for path in (args.rest, args.held_out):
+        if Path(path).exists() and not args.force:
+            raise InputError(f"{path} exists: nothing was written (pass --force to replace it)")
+    write_examples(args.rest, kept)
+    write_examples(args.held_out, held)
+    print(f"wrote {len(kept)} rows to {args.rest} and {len(held)} held-out rows to {args.held_out} (seed {args.seed})")
+    return 0
+
+
 def cmd_score(args) -> int:
     metrics = compute_metrics(align(read_predictions(args.predictions), read_examples(args.data)))
     print(json.dumps(metrics, indent=2) if args.json else metrics_table(metrics, args.predictions))
@@ -146,6 +170,14 @@ def main(argv=None) -> int:
     s.add_argument("src")
     s.add_argument("dst")
     s.set_defaults(fn=cmd_convert)
+    s = sub.add_parser("split", help="hold out a seeded random part of a dataset (e.g. prompts RL has not seen in SFT)")
+    s.add_argument("file")
+    s.add_argument("--holdout", type=int, required=True, help="how many rows to hold out")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--rest", required=True, help="where the other rows go (.jsonl or .parquet)")
+    s.add_argument("--held-out", required=True, help="where the held-out rows go (.jsonl or .parquet)")
+    s.add_argument("--force", action="store_true", help="replace output files that exist")
+    s.set_defaults(fn=cmd_split)
     s = sub.add_parser("score", help="metrics of a predictions file against a dataset")
     s.add_argument("predictions")
     s.add_argument("--data", required=True, help="the dataset the predictions are for (JSONL or Parquet)")

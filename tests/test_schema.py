@@ -130,3 +130,35 @@ def test_reference_corpus_reads_cleanly():
     train, test = read_examples(SHARED / "train.jsonl"), read_examples(SHARED / "test.jsonl")
     assert (len(train), len(test)) == (1800, 201)
     assert not {e.id for e in train} & {e.id for e in test}
+
+
+def test_split_holds_out_a_seeded_part_and_never_overwrites(tmp_path, capsys):
+    from data.cli import main
+
+    src = write_lines(tmp_path / "all.jsonl", [row(i) for i in range(10)])
+    rest, held = tmp_path / "rest.jsonl", tmp_path / "held.jsonl"
+    assert main(["split", str(src), "--holdout", "3", "--seed", "7", "--rest", str(rest), "--held-out", str(held)]) == 0
+    kept_ids = [ex.id for ex in read_examples(rest)]
+    held_ids = [ex.id for ex in read_examples(held)]
+    assert len(held_ids) == 3 and len(kept_ids) == 7
+    assert sorted(kept_ids + held_ids, key=lambda s: int(s[2:])) == [f"t-{i}" for i in range(10)]
+    assert kept_ids == sorted(kept_ids, key=lambda s: int(s[2:]))  # each part keeps the file's order
+
+    again = tmp_path / "again"
+    again.mkdir()
+    main(["split", str(src), "--holdout", "3", "--seed", "7", "--rest", str(again / "r.jsonl"),
+          "--held-out", str(again / "h.jsonl")])
+    assert [ex.id for ex in read_examples(again / "h.jsonl")] == held_ids  # same seed, same part
+    other = tmp_path / "other"
+    other.mkdir()
+    main(["split", str(src), "--holdout", "3", "--seed", "8", "--rest", str(other / "r.jsonl"),
+          "--held-out", str(other / "h.jsonl")])
+    assert [ex.id for ex in read_examples(other / "h.jsonl")] != held_ids
+
+    before = held.read_bytes()
+    with pytest.raises(Exception, match="exists: nothing was written"):
+        main(["split", str(src), "--holdout", "2", "--rest", str(tmp_path / "new.jsonl"), "--held-out", str(held)])
+    assert held.read_bytes() == before and not (tmp_path / "new.jsonl").exists()
+    with pytest.raises(Exception, match="between 1 and 9"):
+        main(["split", str(src), "--holdout", "10", "--rest", str(tmp_path / "a.jsonl"), "--held-out",
+              str(tmp_path / "b.jsonl")])
