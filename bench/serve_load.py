@@ -195,12 +195,15 @@ def main(argv=None) -> int:
             small = {"max_ongoing_requests": cfg.max_batch_size, "max_queued_requests": args.overload_queue}
             update(cfg.app_name, {}, options=small)
             update(cfg.app_name, {"request_timeout_s": args.overload_deadline}, deployment=INGRESS_DEPLOYMENT)
-            # answers the replicas decoded past the deadline they planned for (their log says by how much)
-            overran = lambda: sum(info["overran"] for info in model_infos(cfg.app_name))  # noqa: E731
-            before = overran()
+            # what the replicas saw: answers decoded past the deadline they planned for (their log says by how
+            # much), calls refused while waiting (shed), and calls their ingress gave up on, by where they were; a
+            # 504 "unanswered" that no replica counted as cancelled waited in Serve's queue to the replica
+            before = replica_counts(cfg.app_name)
             over = summarize(closed_loop(send, convs, args.overload_clients, args.seconds))
             over["deadline_s"], over["queue"] = args.overload_deadline, small
-            over["answers_after_replica_deadline"] = overran() - before
+            seen = {k: v - before[k] for k, v in replica_counts(cfg.app_name).items()}
+            over["answers_after_replica_deadline"] = seen.pop("overran")
+            over["replica"] = seen
             phases[f"overload_{args.overload_clients}"] = over
             print(f"  overload: {over}", flush=True)
             update(cfg.app_name, {"request_timeout_s": cfg.request_timeout_s}, deployment=INGRESS_DEPLOYMENT)
@@ -250,6 +253,15 @@ def other_weights(adapter: Path, out: Path) -> Path:
 
     tensors, adapter_cfg = read_adapter(adapter)
     return write_adapter(out, {k: v.float() * 1.001 if "lora_B" in k else v for k, v in tensors.items()}, adapter_cfg)
+
+
+REPLICA_COUNTS = ("overran", "shed", "cancelled_waiting", "cancelled_running")
+
+
+def replica_counts(app_name: str) -> dict:
+    """The model replicas' counters (serve.model.RouterModel.info), summed over the replicas."""
+    infos = model_infos(app_name)
+    return {k: sum(info.get(k, 0) for info in infos) for k in REPLICA_COUNTS}
 
 
 def model_infos(app_name: str, calls: int = 4) -> list[dict]:
@@ -316,6 +328,11 @@ def reload_target(steady: dict, rel: dict) -> dict:
             "what": "failed requests; longest wait overlapping the reload / steady p95"}
 
 
+def replica_counts_line(counts: dict) -> str:
+    return (f"{counts['shed']} refused while waiting (503), {counts['cancelled_waiting']} given up by the ingress "
+            f"while waiting, {counts['cancelled_running']} while decoding")
+
+
 def print_table(report: dict) -> None:
     eng = report.get("engine")
     if eng:
@@ -342,6 +359,9 @@ def print_table(report: dict) -> None:
             span = lambda d: f"{d['median']} / {d['max']}"  # noqa: E731
             print(f"| {name} | {e['count']} | {', '.join(f'{k}: {v}' for k, v in e['where'].items())} | "
                   f"{span(e['client_ms'])} | {span(e['ingress_ms'])} | {span(e['outside_ingress_ms'])} |")
+    seen = {name: r["replica"] for name, r in report["phases"].items() if r.get("replica")}
+    for name, counts in seen.items():
+        print(f"\n{name}, as the model replicas counted it: {replica_counts_line(counts)}")
     print("\n| target | measured | goal | met |\n|---|---|---|---|")
     for name, t in report["targets"].items():
         measured = t.get("ratio", t.get("max_ms"))

@@ -12,6 +12,9 @@ While a batch runs, `shed` (when given) is asked every `shed_every_s` about each
 wait ahead of it: a result it returns answers that call at once and takes it out of the queue. The model replica
 uses it to refuse (503) a call that can no longer be answered before its deadline because the running batch has
 run long, instead of leaving it to expire in the queue (504).
+
+Cancelled calls are counted by where they were (`cancelled_waiting`, `cancelled_running`): a caller that gave up on
+a call the replica never counted (a 504 "unanswered" at the ingress) was still in Serve's queue to the replica.
 """
 
 from __future__ import annotations
@@ -30,16 +33,27 @@ class Batcher:
         self.run, self.max_batch_size, self.wait_s = run, max_batch_size, wait_s
         self.shed, self.shed_every_s = shed, shed_every_s
         self.shed_count = 0  # calls answered by `shed` so far
+        self.cancelled_waiting = 0  # calls cancelled by their caller while they waited for a batch
+        self.cancelled_running = 0  # ... while their batch was decoding (the result is dropped)
         self._waiting: deque[tuple[Any, asyncio.Future]] = deque()
+        self._running: set[asyncio.Future] = set()
         self._loop_task: asyncio.Task | None = None
         self.batches = 0  # batches run so far
 
     async def submit(self, item) -> Any:
         future = asyncio.get_running_loop().create_future()
+        future.add_done_callback(self._count_cancelled)
         self._waiting.append((item, future))
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.create_task(self._run_batches())
         return await future  # a cancelled caller cancels the future: its item is skipped below
+
+    def _count_cancelled(self, future: asyncio.Future) -> None:
+        if future.cancelled():
+            if future in self._running:
+                self.cancelled_running += 1
+            else:
+                self.cancelled_waiting += 1
 
     def waiting(self) -> int:
         """Calls waiting for a batch (a cancelled one among them until the next batch is taken)."""
@@ -60,6 +74,7 @@ class Batcher:
             if not batch:
                 continue
             self.batches += 1
+            self._running = {future for _, future in batch}
             watch = asyncio.create_task(self._shed_while_running()) if self.shed is not None else None
             try:
                 results = await self.run([item for item, _ in batch])
@@ -69,6 +84,7 @@ class Batcher:
                         future.set_exception(e)
                 continue
             finally:
+                self._running = set()
                 if watch is not None:
                     watch.cancel()
             for (_, future), result in zip(batch, results):

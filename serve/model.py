@@ -291,7 +291,9 @@ class RouterModel:
         return {"version": self.engine.version, "checkpoint": self.checkpoint, "model": self.engine.cfg.model,
                 "user_config": self.user_config, "replica": serve.get_replica_context().replica_id.unique_id,
                 "max_tokens": self.max_tokens, "answer_cap": self.answer_cap, "pid": os.getpid(),
-                "last_load_s": self.last_load_s, "overran": self.overran}
+                "last_load_s": self.last_load_s, "overran": self.overran, "shed": self.batcher.shed_count,
+                "cancelled_waiting": self.batcher.cancelled_waiting,
+                "cancelled_running": self.batcher.cancelled_running}
 
     def check_health(self) -> None:
         if self._dead is not None or self.engine.llm is None:

@@ -95,3 +95,31 @@ def test_calls_that_can_no_longer_make_it_are_shed_while_a_batch_runs():
     assert sizes == [1, 2]  # the next batch holds only the calls still waiting
     # each call is asked with the number of calls kept ahead of it
     assert ("loose 1", 0) in asked and ("tight 1", 1) in asked and ("loose 2", 1) in asked
+
+
+def test_cancelled_calls_are_counted_by_where_they_were():
+    """A caller that gives up on a call the replica never counted was still in Serve's queue to the replica."""
+    release = asyncio.Event()
+
+    async def run(items):
+        await release.wait()  # a decode that lasts until the test lets it end
+        return [i * 2 for i in items]
+
+    async def main():
+        batcher = Batcher(run, max_batch_size=32, wait_s=0.01)
+        running = asyncio.create_task(batcher.submit(1))
+        await asyncio.sleep(0.05)  # its batch is decoding
+        waiting = [asyncio.create_task(batcher.submit(i)) for i in (2, 3)]
+        kept = asyncio.create_task(batcher.submit(4))
+        await asyncio.sleep(0.01)
+        running.cancel()
+        for task in waiting:
+            task.cancel()
+        await asyncio.sleep(0.01)
+        counts = (batcher.cancelled_waiting, batcher.cancelled_running)
+        release.set()
+        assert await kept == 8
+        return counts, (batcher.cancelled_waiting, batcher.cancelled_running)
+
+    during, after = asyncio.run(main())
+    assert during == (2, 1) and after == (2, 1)  # counted when cancelled, once each
