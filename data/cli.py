@@ -96,7 +96,7 @@ def cmd_convert(args) -> int:
 
 
 def split_examples(examples: list, holdout: int, seed: int) -> tuple[list, list]:
-    """(kept, held out): `holdout` examples drawn with a seeded shuffle, each part in the file's own order, so the
+    """(kept, held out): `holdout` examples drawn by a seeded random sample, each part in the file's own order, so the
     same file, size and seed always give the same two parts."""
     import random
 
@@ -110,6 +110,8 @@ def split_examples(examples: list, holdout: int, seed: int) -> tuple[list, list]
 
 def cmd_split(args) -> int:
     kept, held = split_examples(read_examples(args.file), args.holdout, args.seed)
+    if Path(args.rest).resolve() == Path(args.held_out).resolve():
+        raise InputError(f"--rest and --held-out name the same file ({args.rest}): nothing was written")
     for path in (args.rest, args.held_out):
         if Path(path).exists() and not args.force:
             raise InputError(f"{path} exists: nothing was written (pass --force to replace it)")

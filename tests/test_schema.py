@@ -134,6 +134,7 @@ def test_reference_corpus_reads_cleanly():
 
 def test_split_holds_out_a_seeded_part_and_never_overwrites(tmp_path, capsys):
     from data.cli import main
+    from memroute.core.errors import InputError
 
     src = write_lines(tmp_path / "all.jsonl", [row(i) for i in range(10)])
     rest, held = tmp_path / "rest.jsonl", tmp_path / "held.jsonl"
@@ -156,9 +157,13 @@ def test_split_holds_out_a_seeded_part_and_never_overwrites(tmp_path, capsys):
     assert [ex.id for ex in read_examples(other / "h.jsonl")] != held_ids
 
     before = held.read_bytes()
-    with pytest.raises(Exception, match="exists: nothing was written"):
+    with pytest.raises(InputError, match="exists: nothing was written"):
         main(["split", str(src), "--holdout", "2", "--rest", str(tmp_path / "new.jsonl"), "--held-out", str(held)])
     assert held.read_bytes() == before and not (tmp_path / "new.jsonl").exists()
-    with pytest.raises(Exception, match="between 1 and 9"):
+    with pytest.raises(InputError, match="name the same file"):
+        main(["split", str(src), "--holdout", "2", "--rest", str(tmp_path / "s.jsonl"), "--held-out",
+              str(tmp_path / "s.jsonl"), "--force"])
+    assert not (tmp_path / "s.jsonl").exists()
+    with pytest.raises(InputError, match="between 1 and 9"):
         main(["split", str(src), "--holdout", "10", "--rest", str(tmp_path / "a.jsonl"), "--held-out",
               str(tmp_path / "b.jsonl")])
