@@ -1,5 +1,6 @@
-"""Short conversations: the builder's splits (data/embedded/short.py) and the hand-written check set
-(data/checks/short_conversations.jsonl) meet the spec, and the committed splits are exactly what the builder makes."""
+"""Short conversations: the builder's splits (data/embedded/short.py) and the two hand-written check sets
+(data/checks/short_conversations.jsonl and short_conversations_b.jsonl, written independently of each other) meet
+the spec, and the committed splits are exactly what the builder makes."""
 
 from __future__ import annotations
 
@@ -17,7 +18,12 @@ from data.embedded.build import split_pool
 from data.schema import Example, derive_horizon, read_examples
 from data.taxonomy import LABELS, NONE, REAL_LABELS, set_scope
 
-CHECK_PATH = Path(__file__).resolve().parents[1] / "data" / "checks" / "short_conversations.jsonl"
+CHECKS_DIR = Path(__file__).resolve().parents[1] / "data" / "checks"
+# file, id prefix, source, and the fewest rows any real label may have in it
+CHECK_SETS = {
+    "a": (CHECKS_DIR / "short_conversations.jsonl", "check-short-", "check_short", 2),
+    "b": (CHECKS_DIR / "short_conversations_b.jsonl", "check-short-b-", "check_short_b", 1),
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +36,14 @@ def test() -> list[Example]:
     return read_examples(SHORT_TEST_PATH)
 
 
+@pytest.fixture(scope="module", params=sorted(CHECK_SETS))
+def check_set(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def checks() -> list[Example]:
-    return read_examples(CHECK_PATH)
+def checks(check_set) -> list[Example]:
+    return read_examples(CHECK_SETS[check_set][0])
 
 
 def _words(ex: Example) -> int:
@@ -80,11 +91,12 @@ def test_ids_source_and_derived_fields(train, test):
             assert ex.metadata["company"] in industries[ex.metadata["industry"]].companies
 
 
-def test_check_set_ids_and_fields(checks):
+def test_check_set_ids_and_fields(checks, check_set):
+    _, prefix, source, _ = CHECK_SETS[check_set]
     assert len(checks) >= 60
-    assert [ex.id for ex in checks] == [f"check-short-{i:03d}" for i in range(len(checks))]
+    assert [ex.id for ex in checks] == [f"{prefix}{i:03d}" for i in range(len(checks))]
     for ex in checks:
-        assert ex.source == "check_short"
+        assert ex.source == source
         assert ex.persistence_horizon == derive_horizon(ex.categories)
         assert ex.memory_scope == set_scope(ex.categories)
         assert ex.metadata["turns"] == len(ex.conversation) and ex.metadata["words"] == _words(ex)
@@ -110,9 +122,9 @@ def test_label_mix(train, test):
     assert all(1 <= len(ex.categories) <= 2 for ex in rows)
 
 
-def test_check_set_label_mix(checks):
+def test_check_set_label_mix(checks, check_set):
     counts = Counter(label for ex in checks for label in ex.categories)
-    assert all(counts[label] >= 2 for label in REAL_LABELS), counts
+    assert all(counts[label] >= CHECK_SETS[check_set][3] for label in REAL_LABELS), counts
     single = [ex.categories[0] for ex in checks if len(ex.categories) == 1]
     assert sum(label.startswith("company.") for label in single) >= 36
     assert sum(label.startswith("user.") for label in single) >= 8
@@ -136,10 +148,12 @@ def test_labels_are_exactly_the_placed_signals(train, test):
 # --- shape and length ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("which", ["train", "test", "checks"])
+@pytest.mark.parametrize("which", ["train", "test", *(f"checks-{name}" for name in sorted(CHECK_SETS))])
 def test_turns_and_lengths(which, request):
-    examples = request.getfixturevalue(which)
-    low, high = (builder.MIN_WORDS, builder.MAX_WORDS) if which != "checks" else (15, 80)
+    if which.startswith("checks-"):
+        examples, (low, high) = read_examples(CHECK_SETS[which.removeprefix("checks-")][0]), (15, 80)
+    else:
+        examples, (low, high) = request.getfixturevalue(which), (builder.MIN_WORDS, builder.MAX_WORDS)
     for ex in examples:
         roles = [t["role"] for t in ex.conversation]
         assert 2 <= len(roles) <= 4, ex.id
@@ -179,6 +193,11 @@ def test_no_test_template_in_train(train, test):
                     assert sentence not in train_signals, (ex.id, sentence)
 
 
+def _content_sentences(text: str) -> list[str]:
+    """Sentences of five words or more: stock replies ("Sure.", "Of course.") are shared by any two writers."""
+    return [s for s in _sentences(text) if len(s.split()) >= 5]
+
+
 def test_check_set_shares_no_sentence_with_the_builder(train, test, checks):
     built = {s for ex in train + test for t in ex.conversation for s in _sentences(t["content"])}
     templates = [rx for _, rx in _signal_patterns()]
@@ -189,9 +208,17 @@ def test_check_set_shares_no_sentence_with_the_builder(train, test, checks):
     templates += [_template_regex(t) for label in REAL_LABELS for t in bank.SIGNALS[label]]
     for ex in checks:
         for t in ex.conversation:
-            for sentence in _sentences(t["content"]):
+            for sentence in _content_sentences(t["content"]):
                 assert sentence not in built, (ex.id, sentence)
             assert not any(rx.search(t["content"]) for rx in templates), (ex.id, t["content"])
+
+
+def test_check_sets_share_no_sentence():
+    """The second set was written without reading the first: no sentence of one occurs in the other."""
+    a, b = (read_examples(CHECK_SETS[name][0]) for name in ("a", "b"))
+    sentences_a = {s for ex in a for t in ex.conversation for s in _content_sentences(t["content"])}
+    shared = [s for ex in b for t in ex.conversation for s in _content_sentences(t["content"]) if s in sentences_a]
+    assert not shared, shared[:5]
 
 
 # --- the bank -----------------------------------------------------------------------------------------------
