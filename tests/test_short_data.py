@@ -214,7 +214,8 @@ def test_check_set_shares_no_sentence_with_the_builder(train, test, checks):
 
 
 def test_check_sets_share_no_sentence():
-    """The second set was written without reading the first: no sentence of one occurs in the other."""
+    """The second set was written without reading the first: no sentence of five words or more of one occurs in
+    the other."""
     a, b = (read_examples(CHECK_SETS[name][0]) for name in ("a", "b"))
     sentences_a = {s for ex in a for t in ex.conversation for s in _content_sentences(t["content"])}
     shared = [s for ex in b for t in ex.conversation for s in _content_sentences(t["content"]) if s in sentences_a]
