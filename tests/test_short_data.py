@@ -9,6 +9,7 @@ import re
 import string
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -19,10 +20,21 @@ from data.schema import Example, derive_horizon, read_examples
 from data.taxonomy import LABELS, NONE, REAL_LABELS, set_scope
 
 CHECKS_DIR = Path(__file__).resolve().parents[1] / "data" / "checks"
-# file, id prefix, source, and the fewest rows any real label may have in it
+
+
+class CheckSet(NamedTuple):
+    path: Path
+    id_prefix: str
+    source: str
+    min_label_rows: int  # the fewest rows any real label may have
+    # the shortest sentence that must not occur in the builder's splits: the first set was written to share none,
+    # the second by another writer, whose stock replies ("Sure.", "Of course.") any two writers share
+    min_sentence_words: int
+
+
 CHECK_SETS = {
-    "a": (CHECKS_DIR / "short_conversations.jsonl", "check-short-", "check_short", 2),
-    "b": (CHECKS_DIR / "short_conversations_b.jsonl", "check-short-b-", "check_short_b", 1),
+    "a": CheckSet(CHECKS_DIR / "short_conversations.jsonl", "check-short-", "check_short", 2, 1),
+    "b": CheckSet(CHECKS_DIR / "short_conversations_b.jsonl", "check-short-b-", "check_short_b", 1, 5),
 }
 
 
@@ -43,7 +55,7 @@ def check_set(request) -> str:
 
 @pytest.fixture(scope="module")
 def checks(check_set) -> list[Example]:
-    return read_examples(CHECK_SETS[check_set][0])
+    return read_examples(CHECK_SETS[check_set].path)
 
 
 def _words(ex: Example) -> int:
@@ -92,11 +104,11 @@ def test_ids_source_and_derived_fields(train, test):
 
 
 def test_check_set_ids_and_fields(checks, check_set):
-    _, prefix, source, _ = CHECK_SETS[check_set]
+    spec = CHECK_SETS[check_set]
     assert len(checks) >= 60
-    assert [ex.id for ex in checks] == [f"{prefix}{i:03d}" for i in range(len(checks))]
+    assert [ex.id for ex in checks] == [f"{spec.id_prefix}{i:03d}" for i in range(len(checks))]
     for ex in checks:
-        assert ex.source == source
+        assert ex.source == spec.source
         assert ex.persistence_horizon == derive_horizon(ex.categories)
         assert ex.memory_scope == set_scope(ex.categories)
         assert ex.metadata["turns"] == len(ex.conversation) and ex.metadata["words"] == _words(ex)
@@ -124,7 +136,7 @@ def test_label_mix(train, test):
 
 def test_check_set_label_mix(checks, check_set):
     counts = Counter(label for ex in checks for label in ex.categories)
-    assert all(counts[label] >= CHECK_SETS[check_set][3] for label in REAL_LABELS), counts
+    assert all(counts[label] >= CHECK_SETS[check_set].min_label_rows for label in REAL_LABELS), counts
     single = [ex.categories[0] for ex in checks if len(ex.categories) == 1]
     assert sum(label.startswith("company.") for label in single) >= 36
     assert sum(label.startswith("user.") for label in single) >= 8
@@ -151,7 +163,7 @@ def test_labels_are_exactly_the_placed_signals(train, test):
 @pytest.mark.parametrize("which", ["train", "test", *(f"checks-{name}" for name in sorted(CHECK_SETS))])
 def test_turns_and_lengths(which, request):
     if which.startswith("checks-"):
-        examples, (low, high) = read_examples(CHECK_SETS[which.removeprefix("checks-")][0]), (15, 80)
+        examples, (low, high) = read_examples(CHECK_SETS[which.removeprefix("checks-")].path), (15, 80)
     else:
         examples, (low, high) = request.getfixturevalue(which), (builder.MIN_WORDS, builder.MAX_WORDS)
     for ex in examples:
@@ -193,12 +205,12 @@ def test_no_test_template_in_train(train, test):
                     assert sentence not in train_signals, (ex.id, sentence)
 
 
-def _content_sentences(text: str) -> list[str]:
-    """Sentences of five words or more: stock replies ("Sure.", "Of course.") are shared by any two writers."""
-    return [s for s in _sentences(text) if len(s.split()) >= 5]
+def _sentences_of(text: str, min_words: int) -> list[str]:
+    return [s for s in _sentences(text) if len(s.split()) >= min_words]
 
 
-def test_check_set_shares_no_sentence_with_the_builder(train, test, checks):
+def test_check_set_shares_no_sentence_with_the_builder(train, test, checks, check_set):
+    min_words = CHECK_SETS[check_set].min_sentence_words
     built = {s for ex in train + test for t in ex.conversation for s in _sentences(t["content"])}
     templates = [rx for _, rx in _signal_patterns()]
     templates += [_template_regex(text) for item in short_bank.NONE_ITEMS for text in item[1:]]
@@ -208,7 +220,7 @@ def test_check_set_shares_no_sentence_with_the_builder(train, test, checks):
     templates += [_template_regex(t) for label in REAL_LABELS for t in bank.SIGNALS[label]]
     for ex in checks:
         for t in ex.conversation:
-            for sentence in _content_sentences(t["content"]):
+            for sentence in _sentences_of(t["content"], min_words):
                 assert sentence not in built, (ex.id, sentence)
             assert not any(rx.search(t["content"]) for rx in templates), (ex.id, t["content"])
 
@@ -216,9 +228,9 @@ def test_check_set_shares_no_sentence_with_the_builder(train, test, checks):
 def test_check_sets_share_no_sentence():
     """The second set was written without reading the first: no sentence of five words or more of one occurs in
     the other."""
-    a, b = (read_examples(CHECK_SETS[name][0]) for name in ("a", "b"))
-    sentences_a = {s for ex in a for t in ex.conversation for s in _content_sentences(t["content"])}
-    shared = [s for ex in b for t in ex.conversation for s in _content_sentences(t["content"]) if s in sentences_a]
+    a, b = (read_examples(CHECK_SETS[name].path) for name in ("a", "b"))
+    sentences_a = {s for ex in a for t in ex.conversation for s in _sentences_of(t["content"], 5)}
+    shared = [s for ex in b for t in ex.conversation for s in _sentences_of(t["content"], 5) if s in sentences_a]
     assert not shared, shared[:5]
 
 
