@@ -109,9 +109,9 @@ def split_examples(examples: list, holdout: int, seed: int) -> tuple[list, list]
 
 
 def cmd_split(args) -> int:
-    kept, held = split_examples(read_examples(args.file), args.holdout, args.seed)
-    if Path(args.rest).resolve() == Path(args.held_out).resolve():
+    if Path(args.rest).resolve() == Path(args.held_out).resolve():  # refused before the input is read
         raise InputError(f"--rest and --held-out name the same file ({args.rest}): nothing was written")
+    kept, held = split_examples(read_examples(args.file), args.holdout, args.seed)
     for path in (args.rest, args.held_out):
         if Path(path).exists() and not args.force:
             raise InputError(f"{path} exists: nothing was written (pass --force to replace it)")
