@@ -1,7 +1,8 @@
 """Learning curves: test F1 against examples seen, from the checkpoints of an SFT run.
 
     python -m memroute.curve RUN_DIR --data ../shared/data/test.jsonl --out docs/results/NAME [--every-epoch]
-                             [--steps 100,200] [--extra NAME=DATA ...] [--limit N]
+                             [--steps 100,200] [--extra NAME=DATA ...] [--limit N] [--data-name dev]
+    python -m memroute.curve --compare A.json B.json ... --out docs/results/NAME [--set dev]
 
 Each chosen checkpoint (`RUN_DIR/train/checkpoint_*`: every epoch's last one with `--every-epoch`, or the given
 steps) is scored with `memroute eval` (greedy, the vLLM engine) on `--data` and on each `--extra` set; the points go
@@ -9,6 +10,10 @@ to NAME.json (steps, examples and epochs seen, mean F1 and exact match with thei
 checkpoint's full evaluation is) and NAME.png (mean F1 against epochs seen, one line per data set). A point already
 in NAME.json for the same checkpoint, data and adapter hash is kept, so a re-run after more training only scores
 the new checkpoints.
+
+`--compare` reads several such NAME.json files (the runs of a recipe sweep) and writes one table (NAME.md: each
+run's score per epoch, its best point and the final one) and one plot (NAME.png: mean F1 against epochs seen,
+one line per run) for the chosen set.
 """
 
 from __future__ import annotations
@@ -109,13 +114,44 @@ def plot(result: dict, path: Path, title: str) -> None:
         pts = sorted((p["epochs_seen"], p["exact_match"]) for p in result["points"] if p["set"] == name)
         series.append((f"{name} exact match", pts))
     with atomic_path(path) as tmp:
-        render(tmp, f"test scores against epochs of training ({title})", "score", series, xlabel="epochs seen")
+        render(tmp, f"scores against epochs of training ({title})", "score", series, xlabel="epochs seen")
+
+
+def compare(curves: list[Path], out: Path, set_name: str = "test") -> str:
+    """One table and one plot over several learning curves (NAME.json files of `curve`), for one scored set."""
+    from memroute.plot import render
+
+    runs = []
+    for path in curves:
+        result = json.loads(path.read_text(encoding="utf-8"))
+        pts = sorted((p for p in result["points"] if p["set"] == set_name), key=lambda p: p["step"])
+        if not pts:
+            raise InputNotFoundError(f"{path} has no points for the set {set_name!r}")
+        runs.append((path.stem, pts))
+    lines = [f"| run | {set_name}: mean F1 / exact match at each epoch scored | final mean F1 (95% CI) | final exact |",
+             "|---|---|---|---|"]
+    for name, pts in runs:
+        per_epoch = "; ".join(f"{p['epochs_seen']:g}: {p['mean_f1']:.3f} / {p['exact_match']:.3f}" for p in pts)
+        last = pts[-1]
+        lo, hi = last["mean_f1_ci95"]
+        lines.append(f"| {name} | {per_epoch} | {last['mean_f1']:.3f} ({lo:.3f}-{hi:.3f}) | {last['exact_match']:.3f} |")
+    table = "\n".join(lines) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out.with_suffix(".md")) as tmp:
+        Path(tmp).write_text(table, encoding="utf-8")
+    series = [(name, [(p["epochs_seen"], p["mean_f1"]) for p in pts]) for name, pts in runs]
+    with atomic_path(out.with_suffix(".png")) as tmp:
+        render(tmp, f"{set_name} mean F1 against epochs of training", "mean F1", series, xlabel="epochs seen")
+    return table
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m memroute.curve", description=__doc__.split("\n\n")[0])
-    p.add_argument("run_dir")
-    p.add_argument("--data", required=True, help="the test set (JSONL/Parquet)")
+    p.add_argument("run_dir", nargs="?", help="the SFT run whose checkpoints are scored")
+    p.add_argument("--data", help="the set scored (JSONL/Parquet)")
+    p.add_argument("--data-name", default="test", help="what --data is called in the points and plots")
+    p.add_argument("--compare", nargs="+", metavar="CURVE_JSON", help="tabulate and plot these curves instead")
+    p.add_argument("--set", default="test", help="with --compare: the set to tabulate")
     p.add_argument("--extra", action="append", default=[], metavar="NAME=DATA", help="another set to score")
     p.add_argument("--out", required=True, help="output path without suffix (NAME.json, NAME.png)")
     p.add_argument("--steps", help="comma-separated checkpoint steps (default: all, or --every-epoch)")
@@ -123,9 +159,14 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=None, help="score only the first N conversations of each set")
     p.add_argument("--model", default="smollm2-135m")
     args = p.parse_args(argv)
+    if args.compare:
+        print(compare([Path(c) for c in args.compare], Path(args.out), args.set), end="")
+        return 0
+    if not args.run_dir or not args.data:
+        p.error("a run directory and --data are required (or --compare)")
     if any("=" not in x for x in args.extra):
         p.error("--extra takes NAME=DATA")
-    datasets = [("test", args.data)] + [tuple(x.split("=", 1)) for x in args.extra]
+    datasets = [(args.data_name, args.data)] + [tuple(x.split("=", 1)) for x in args.extra]
     steps = [int(s) for s in args.steps.split(",")] if args.steps else None
     curve(Path(args.run_dir), datasets, Path(args.out), steps, args.every_epoch, args.limit, args.model)
     return 0
