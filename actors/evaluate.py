@@ -138,7 +138,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     else:
         raise InputError(f"unknown eval backend {cfg.backend!r}: use one of {', '.join(BACKENDS)}")
     elapsed = time.perf_counter() - start
-    metrics = compute_metrics(align(predictions, examples))
+    metrics = compute_metrics(align(predictions, examples), sources=[ex.source for ex in examples])
     metrics["config"] = asdict(cfg)
     if baseline:  # what produced these predictions: the baseline and its training data, no model or adapter
         metrics["config"].update(model=None, adapter=None, system=BASELINES[cfg.backend])

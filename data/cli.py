@@ -79,7 +79,18 @@ def compare_markdown(result: dict, a: str, b: str) -> str:
         f"{lo:+.3f} .. {hi:+.3f} | {result['p_b_not_better']:.3f} |",
         f"| exact match | | | {result['exact_delta']:+.3f} | {elo:+.3f} .. {ehi:+.3f} | "
         f"{result['p_b_exact_not_better']:.3f} |",
-    ])
+    ] + _per_source_rows(result.get("per_source", {})))
+
+
+def _per_source_rows(per_source: dict) -> list[str]:
+    if not per_source:
+        return []
+    rows = ["", "| source | examples | mean F1 A / B | B - A (95% CI) | exact B - A (95% CI) |", "|---|---|---|---|---|"]
+    for source, r in per_source.items():
+        rows.append(f"| {source} | {r['n']} | {r['mean_f1_a']:.3f} / {r['mean_f1_b']:.3f} | {r['delta']:+.3f} "
+                    "({:+.3f} .. {:+.3f}) | ".format(*r["delta_ci95"])
+                    + "{:+.3f} ({:+.3f} .. {:+.3f}) |".format(r["exact_delta"], *r["exact_delta_ci95"]))
+    return rows
 
 
 def cmd_stats(args) -> int:
@@ -122,14 +133,24 @@ def cmd_split(args) -> int:
 
 
 def cmd_score(args) -> int:
-    metrics = compute_metrics(align(read_predictions(args.predictions), read_examples(args.data)))
+    examples = read_examples(args.data)
+    metrics = compute_metrics(align(read_predictions(args.predictions), examples),
+                              sources=[ex.source for ex in examples])
     print(json.dumps(metrics, indent=2) if args.json else metrics_table(metrics, args.predictions))
     return 0
 
 
 def cmd_compare(args) -> int:
     examples = read_examples(args.data)
-    result = paired_bootstrap(align(read_predictions(args.a), examples), align(read_predictions(args.b), examples))
+    pairs_a, pairs_b = align(read_predictions(args.a), examples), align(read_predictions(args.b), examples)
+    result = paired_bootstrap(pairs_a, pairs_b)
+    sources = sorted({ex.source for ex in examples})
+    if len(sources) > 1:  # where the difference comes from, when the set is made of parts
+        result["per_source"] = {}
+        for source in sources:
+            rows = [i for i, ex in enumerate(examples) if ex.source == source]
+            part = paired_bootstrap([pairs_a[i] for i in rows], [pairs_b[i] for i in rows])
+            result["per_source"][source] = {"n": len(rows)} | part
     print(json.dumps(result, indent=2) if args.json else compare_markdown(result, args.a, args.b))
     return 0
 

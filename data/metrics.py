@@ -88,8 +88,26 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 1000, seed: int = 0, alp
     return means[int(n_boot * alpha / 2)], means[min(n_boot - 1, int(n_boot * (1 - alpha / 2)))]
 
 
-def compute_metrics(pairs: Sequence[tuple[list[str], list[str]]], n_boot: int = 1000, seed: int = 0) -> dict:
-    """All routing metrics for (predicted, gold) label-list pairs."""
+def per_source(pairs: Sequence[tuple[list[str], list[str]]], sources: Sequence[str]) -> dict:
+    """Mean F1, exact match and labels per answer for each source of the examples (a corpus made of parts, as
+    the reference one is, can be won on one part and lost on another)."""
+    if len(sources) != len(pairs):
+        raise InputError(f"{len(sources)} sources for {len(pairs)} predictions")
+    groups: dict[str, list[tuple[list[str], list[str]]]] = {}
+    for source, pair in zip(sources, pairs):
+        groups.setdefault(source, []).append(pair)
+    return {source: {"n": len(group),
+                     "mean_f1": sum(row_scores(group)) / len(group),
+                     "exact_match": sum(set(p) == set(g) for p, g in group) / len(group),
+                     "mean_labels_predicted": sum(len(p) for p, _ in group) / len(group),
+                     "mean_labels_gold": sum(len(g) for _, g in group) / len(group)}
+            for source, group in sorted(groups.items())}
+
+
+def compute_metrics(pairs: Sequence[tuple[list[str], list[str]]], n_boot: int = 1000, seed: int = 0,
+                    sources: Sequence[str] | None = None) -> dict:
+    """All routing metrics for (predicted, gold) label-list pairs; with the examples' `sources`, also the
+    headline figures per source where there is more than one."""
     n = len(pairs)
     if n == 0:
         raise InputError("no predictions to score")
@@ -138,7 +156,7 @@ def compute_metrics(pairs: Sequence[tuple[list[str], list[str]]], n_boot: int = 
         "parse_failure_rate": parse_fail / n,
         "mean_reward": sum(rewards) / n,
         "per_category": per_category,
-    }
+    } | ({"per_source": per_source(pairs, sources)} if sources is not None and len(set(sources)) > 1 else {})
 
 
 def paired_bootstrap(pairs_a, pairs_b, n_boot: int = 1000, seed: int = 0) -> dict:
@@ -192,6 +210,11 @@ def metrics_table(metrics: dict, title: str = "") -> str:
              "", "| category | P | R | F1 | support |", "|---|---|---|---|---|"]
     for label, m in metrics["per_category"].items():
         lines.append(f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    if metrics.get("per_source"):
+        lines += ["", "| source | examples | mean F1 | exact match | labels per answer (gold) |", "|---|---|---|---|---|"]
+        for source, m in metrics["per_source"].items():
+            lines.append(f"| {source} | {m['n']} | {m['mean_f1']:.3f} | {m['exact_match']:.3f} | "
+                         f"{m['mean_labels_predicted']:.2f} ({m['mean_labels_gold']:.2f}) |")
     return "\n".join(lines).lstrip() + "\n"
 
 

@@ -89,6 +89,27 @@ def test_eval_majority_and_score(tmp_path):
         "mean_f1"] == metrics["mean_f1"]
 
 
+def test_score_and_compare_break_down_by_source(tmp_path):
+    rows = [json.loads(line) for line in TEST_PATH.read_text().splitlines()[:6]]
+    for i, row in enumerate(rows):
+        row["source"] = "long" if i < 4 else "diverse"
+    data = tmp_path / "two_sources.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    gold, wrong = tmp_path / "gold.jsonl", tmp_path / "wrong.jsonl"
+    gold.write_text("".join(json.dumps({"id": r["id"], "predicted": r["categories"]}) + "\n" for r in rows))
+    # wrong only on the "long" part: the breakdown must put the whole difference there
+    wrong.write_text("".join(json.dumps({"id": r["id"], "predicted": r["categories"] if r["source"] == "diverse"
+                                         else (["none"] if r["categories"] != ["none"] else ["user.role_context"])})
+                             + "\n" for r in rows))
+    scored = json.loads(memroute("data", "score", wrong, "--data", data, "--json").stdout)
+    assert scored["per_source"]["long"]["mean_f1"] == 0.0 and scored["per_source"]["diverse"]["mean_f1"] == 1.0
+    assert scored["per_source"]["long"]["n"] == 4
+    cmp = json.loads(memroute("data", "compare", wrong, gold, "--data", data, "--json").stdout)
+    assert cmp["per_source"]["long"]["delta"] == 1.0 and cmp["per_source"]["diverse"]["delta"] == 0.0
+    table = memroute("data", "compare", wrong, gold, "--data", data).stdout
+    assert "| long | 4 | 0.000 / 1.000 | +1.000" in table and "| diverse | 2 | 1.000 / 1.000 | +0.000" in table
+
+
 def test_eval_tfidf_baseline(tmp_path):
     out = tmp_path / "tfidf"
     proc = memroute("eval", "--backend", "tfidf", "--out", out)

@@ -41,6 +41,22 @@ def test_metrics_hand_computed():
     assert lo <= m["mean_f1"] <= hi
     assert m["mean_reward"] == pytest.approx((1.0 + (0.6 * 2 / 3 + 0.2 * 0.5 + 0.1) + (0.2 * 0.5 + 0.1) - 1) / 4)
     assert "user.role_context" in metrics_table(m, "t")
+    assert "per_source" not in m and "| source |" not in metrics_table(m, "t")
+
+
+def test_metrics_per_source_where_there_are_several():
+    pairs = [(["user.role_context"], ["user.role_context"]),
+             (["user.role_context", "company.brand_core"], ["user.role_context"]),
+             (["none"], ["company.tools_config"])]
+    m = compute_metrics(pairs, n_boot=50, sources=["long", "long", "diverse"])
+    assert m["per_source"] == {
+        "diverse": {"n": 1, "mean_f1": 0.0, "exact_match": 0.0, "mean_labels_predicted": 1.0, "mean_labels_gold": 1.0},
+        "long": {"n": 2, "mean_f1": pytest.approx(5 / 6), "exact_match": 0.5, "mean_labels_predicted": 1.5,
+                 "mean_labels_gold": 1.0}}
+    assert "| long | 2 | 0.833 | 0.500 | 1.50 (1.00) |" in metrics_table(m)
+    assert "per_source" not in compute_metrics(pairs, n_boot=50, sources=["one"] * 3)
+    with pytest.raises(ValueError, match="2 sources for 3 predictions"):
+        compute_metrics(pairs, n_boot=50, sources=["a", "b"])
 
 
 def test_bootstrap_interval_narrows_with_more_data():
