@@ -9,6 +9,7 @@ that is not a label is reported in `unknown`, never silently dropped.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from data.taxonomy import BY_NAME, clean_label_set
@@ -52,6 +53,15 @@ def parse_answer(text: str | None) -> ParsedAnswer:
     return ParsedAnswer(labels=labels, unknown=unknown, parsed=bool(labels))
 
 
-def format_answer(labels) -> str:
-    """The canonical answer text for a label set (the SFT target and the parser's inverse)."""
-    return ", ".join(clean_label_set(labels))
+# How an SFT answer lists its labels (learner.sft_data): taxonomy order, or most frequent in the training data first.
+LABEL_ORDERS = ("taxonomy", "frequency")
+
+
+def format_answer(labels, order: Sequence[str] | None = None) -> str:
+    """The answer text for a label set (the SFT target and the parser's inverse): taxonomy order, or the given
+    `order` of label names (an SFT choice; the parser reads any order)."""
+    labels = clean_label_set(labels)
+    if order is not None:
+        rank = {name: i for i, name in enumerate(order)}
+        labels = sorted(labels, key=lambda name: rank.get(name, len(rank)))
+    return ", ".join(labels)

@@ -42,9 +42,10 @@ def render_prompt(tokenizer, conversation: list[dict[str, str]]) -> str:
     return tokenizer.apply_chat_template(prompt_messages(conversation), tokenize=False, add_generation_prompt=True)
 
 
-def completion_text(tokenizer, labels) -> str:
-    """The SFT target: the canonical answer followed by the end-of-turn token the chat template expects."""
-    return format_answer(labels) + (tokenizer.eos_token or "")
+def completion_text(tokenizer, labels, order: Sequence[str] | None = None) -> str:
+    """The SFT target: the answer (taxonomy order, or `order`) followed by the end-of-turn token the chat
+    template expects."""
+    return format_answer(labels, order) + (tokenizer.eos_token or "")
 
 
 # The follow-up question of a rationale turn (`rationale_turn_texts`).
@@ -71,8 +72,8 @@ def rationale_turn_texts(tokenizer, conversation: list[dict[str, str]], labels, 
     return both[len(first):], rationale.strip() + (tokenizer.eos_token or "")
 
 
-def example_token_ids(tokenizer, example) -> tuple[list[int], list[int]]:
+def example_token_ids(tokenizer, example, order: Sequence[str] | None = None) -> tuple[list[int], list[int]]:
     """(prompt ids, answer ids) of a labelled example: the SFT training pair, and the RL loop's probe sequence."""
     prompt = tokenizer(render_prompt(tokenizer, example.conversation), add_special_tokens=False)["input_ids"]
-    answer = tokenizer(completion_text(tokenizer, example.categories), add_special_tokens=False)["input_ids"]
+    answer = tokenizer(completion_text(tokenizer, example.categories, order), add_special_tokens=False)["input_ids"]
     return list(prompt), list(answer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from data.embedded import TEST_PATH, TRAIN_PATH
+from data.parser import LABEL_ORDERS
 from memroute.core.config import check_choice, check_min
 from memroute.core.models import DTYPES
 
@@ -99,6 +100,8 @@ class SFTConfig:
     # > 0: examples with the teacher's `label_rationale` go on with a "why?" turn and the rationale, each of its
     # tokens weighing this much in the loss against 1 for an answer token (learner.sft_data); 0: answers only.
     rationale_weight: float = 0.0
+    # How an answer lists its labels: "taxonomy" order, or "frequency" (most frequent in train_data first).
+    label_order: str = "taxonomy"
     train_data: str = str(TRAIN_PATH)
     eval_data: str = str(TEST_PATH)
     run_dir: str = "runs/sft"
@@ -123,6 +126,7 @@ class SFTConfig:
         check_min("max_steps", self.max_steps, 1, optional=True)
         if not 0.0 <= self.rationale_weight <= 1.0:
             raise ValueError(f"rationale_weight must be within [0, 1], got {self.rationale_weight!r}")
+        check_choice("label_order", self.label_order, LABEL_ORDERS)
         check_min("keep_checkpoints", self.keep_checkpoints, 1, optional=True)
         if self.widen_adapter and not (self.init_adapter and self.lora.top_layers):
             raise ValueError("widen_adapter=true needs init_adapter (the adapter to widen) and lora.top_layers=k "

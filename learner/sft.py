@@ -566,7 +566,7 @@ def train_sft(cfg: SFTConfig) -> dict:
     model_path = resolve_model(cfg.model.name)  # the models module's clear error for a missing model, up front
     _check_top_layers(cfg, model_path)
     tokenizer = load_tokenizer(cfg.model.name)
-    examples = load_sft_examples(cfg.train_data, tokenizer, cfg.max_seq_len, cfg.rationale_weight)
+    examples = load_sft_examples(cfg.train_data, tokenizer, cfg.max_seq_len, cfg.rationale_weight, cfg.label_order)
     steps = total_steps(cfg, len(examples))
     fingerprint = plan_fingerprint(examples, cfg.batch_size, cfg.seed)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

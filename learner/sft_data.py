@@ -1,8 +1,10 @@
 """SFT data: tokenization, deterministic length-grouped batch plans, and each worker's micro-batches.
 
 An example becomes ``prompt ids + completion ids``: the prompt is `data.prompt.render_prompt` and the completion is
-`data.prompt.completion_text` (the canonical answer plus the end-of-turn token), each tokenized with
-``add_special_tokens=False``. The loss is on the completion tokens only (labels are -100 on the prompt).
+`data.prompt.completion_text` (the answer plus the end-of-turn token), each tokenized with
+``add_special_tokens=False``. The loss is on the completion tokens only (labels are -100 on the prompt). The
+answer lists its labels in taxonomy order (``label_order="taxonomy"``) or most frequent in the training mix first
+(``"frequency"``): the first label the router writes is then the one most often right, and the parser reads either.
 
 With ``rationale_weight > 0`` an example whose metadata carries the teacher's `label_rationale` (the reference
 corpus does) goes on after its answer with a second exchange, "why these categories?" and the rationale
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Sequence
 
 from data.mix import MixError, read_mix
+from data.parser import LABEL_ORDERS
 from data.prompt import example_token_ids, rationale_turn_texts
 from memroute.core.errors import InputError
 
@@ -68,8 +71,9 @@ class TokenizedExample:
         return float(self.n_answer) if self.weights is None else float(sum(self.weights))
 
 
-def tokenize_example(tokenizer, example, rationale_weight: float = 0.0) -> TokenizedExample:
-    prompt, answer = example_token_ids(tokenizer, example)
+def tokenize_example(tokenizer, example, rationale_weight: float = 0.0,
+                     order: Sequence[str] | None = None) -> TokenizedExample:
+    prompt, answer = example_token_ids(tokenizer, example, order)
     rationale = example.metadata.get("label_rationale") if rationale_weight > 0 else None
     if not isinstance(rationale, str) or not rationale.strip():
         return TokenizedExample(example.id, tuple(prompt) + tuple(answer), len(prompt))
@@ -81,11 +85,25 @@ def tokenize_example(tokenizer, example, rationale_weight: float = 0.0) -> Token
                             weights)
 
 
+def frequency_order(examples) -> list[str]:
+    """Label names, most frequent in `examples` first (ties and unseen labels in taxonomy order)."""
+    from data.taxonomy import LABELS
+
+    counts = {name: 0 for name in LABELS}
+    for ex in examples:
+        for name in ex.categories:
+            counts[name] += 1
+    return sorted(LABELS, key=lambda name: -counts[name])  # stable: ties keep taxonomy order
+
+
 def load_sft_examples(path: str | os.PathLike, tokenizer, max_seq_len: int,
-                      rationale_weight: float = 0.0) -> list[TokenizedExample]:
+                      rationale_weight: float = 0.0, label_order: str = "taxonomy") -> list[TokenizedExample]:
     """Read and tokenize a labelled dataset (or a comma-separated mix, `data.mix`); refuse an empty file, an id
     that two files share, or an example longer than `max_seq_len`. With `rationale_weight > 0` the examples
-    that carry a `label_rationale` are followed by it (module doc)."""
+    that carry a `label_rationale` are followed by it; `label_order` is how each answer lists its labels
+    (module doc)."""
+    if label_order not in LABEL_ORDERS:
+        raise SFTDataError(f"label_order must be one of {', '.join(LABEL_ORDERS)}, got {label_order!r}")
     try:
         mix = read_mix(path)
     except MixError as e:
@@ -96,10 +114,11 @@ def load_sft_examples(path: str | os.PathLike, tokenizer, max_seq_len: int,
             raise SFTDataError(f"training dataset {file} is empty: it holds no examples to train on")
         examples.extend(rows)
         where.update((ex.id, file) for ex in rows)
+    order = frequency_order(examples) if label_order == "frequency" else None
     out = []
     for ex in examples:
         path = where[ex.id]
-        tok = tokenize_example(tokenizer, ex, rationale_weight)
+        tok = tokenize_example(tokenizer, ex, rationale_weight, order)
         if tok.n_tokens > max_seq_len:
             raise SFTDataError(
                 f"example {ex.id!r} in {path} is {tok.n_tokens} tokens long ({tok.n_prompt} prompt + {tok.n_answer} "

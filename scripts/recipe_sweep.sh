@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The SFT recipe sweep on a subset (issue 15, "learn fast per example"): learning rate, LoRA+, rank and batch
-# size, each run a few minutes, scored per epoch on a development set cut from the reference train split, never
-# on the test split (the test split only judges the recipe chosen here, at full scale).
+# The SFT recipe sweep on a subset (issue 15, "learn fast per example"): learning rate, LoRA+, rank, batch size
+# and the order of the labels in an answer, each run a few minutes, scored per epoch on a development set cut from
+# the reference train split, never on the test split (that judges only the recipe chosen here, at full scale).
 #
 #   scripts/recipe_sweep.sh [RUN] ...        # default: every run below; finished runs are scored again only
 #                                            # where a checkpoint is new (memroute.curve keeps known points)
@@ -28,8 +28,9 @@ declare -A RUNS=(
   [rank8]="optim.lr=1e-3 lora.rank=8 lora.alpha=8"
   [rank64]="optim.lr=1e-3 lora.rank=64 lora.alpha=64"
   [batch4]="optim.lr=1e-3 batch_size=4"
+  [label-frequency]="optim.lr=1e-3 label_order=frequency"
 )
-ALL=(lr1e-3 lr5e-4 lr2e-3 loraplus8-lr5e-4 rank8 rank64 batch4)
+ALL=(lr1e-3 lr5e-4 lr2e-3 loraplus8-lr5e-4 rank8 rank64 batch4 label-frequency)
 ORDER=("${ALL[@]}")
 if [ $# -gt 0 ]; then ORDER=("$@"); fi
 

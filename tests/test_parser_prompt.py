@@ -69,3 +69,43 @@ def test_prompt_refuses_tokenizer_without_chat_template():
     tok.chat_template = None
     with pytest.raises(ValueError, match="no chat template"):
         render_prompt(tok, CONV)
+
+
+def test_format_answer_in_a_given_label_order_parses_back_to_the_same_set():
+    labels = ["user.strategic_approach", "company.brand_core", "user.role_context"]
+    order = ["user.strategic_approach", "user.role_context"]  # labels not in the order come after, taxonomy order
+    text = format_answer(labels, order)
+    assert text == "user.strategic_approach, user.role_context, company.brand_core"
+    assert parse_answer(text).labels == parse_answer(format_answer(labels)).labels
+
+
+def test_sft_answers_in_frequency_order(tmp_path):
+    import json
+
+    from learner.config import SFTConfig
+    from learner.sft_data import frequency_order, load_sft_examples
+    from memroute.core.models import load_tokenizer
+
+    conv = [{"role": "user", "content": "We post on LinkedIn every Tuesday; I run the brand team."}]
+    rows = [{"id": f"r{i}", "conversation": conv, "categories": cats} for i, cats in enumerate(
+        [["company.brand_core", "user.role_context"], ["user.role_context"], ["user.role_context"], ["none"]])]
+    path = tmp_path / "four.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tok = load_tokenizer("tiny")
+    from data.schema import read_examples
+
+    order = frequency_order(read_examples(path))
+    # role_context 3, then brand_core and none 1 each (taxonomy order between them), then the unseen labels
+    assert order[:3] == ["user.role_context", "company.brand_core", "none"]
+    assert sorted(order) == sorted(LABELS)
+
+    def first_answer(label_order):
+        ex = load_sft_examples(path, tok, 1024, label_order=label_order)[0]
+        return tok.decode(ex.input_ids[ex.n_prompt:], skip_special_tokens=True)
+
+    assert first_answer("taxonomy").startswith("company.brand_core, user.role_context")
+    assert first_answer("frequency").startswith("user.role_context, company.brand_core")
+    with pytest.raises(ValueError, match="label_order"):
+        load_sft_examples(path, tok, 1024, label_order="alphabetical")
+    with pytest.raises(ValueError, match="label_order"):
+        SFTConfig(label_order="alphabetical")
