@@ -85,7 +85,8 @@ def compare_markdown(result: dict, a: str, b: str) -> str:
 def _per_source_rows(per_source: dict) -> list[str]:
     if not per_source:
         return []
-    rows = ["", "| source | examples | mean F1 A / B | B - A (95% CI) | exact B - A (95% CI) |", "|---|---|---|---|---|"]
+    rows = ["", "| source | examples | mean F1 A / B | B - A (95% CI) | exact B - A (95% CI) |",
+            "|---|---|---|---|---|"]
     for source, r in per_source.items():
         rows.append(f"| {source} | {r['n']} | {r['mean_f1_a']:.3f} / {r['mean_f1_b']:.3f} | {r['delta']:+.3f} "
                     "({:+.3f} .. {:+.3f}) | ".format(*r["delta_ci95"])

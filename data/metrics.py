@@ -211,7 +211,8 @@ def metrics_table(metrics: dict, title: str = "") -> str:
     for label, m in metrics["per_category"].items():
         lines.append(f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
     if metrics.get("per_source"):
-        lines += ["", "| source | examples | mean F1 | exact match | labels per answer (gold) |", "|---|---|---|---|---|"]
+        lines += ["", "| source | examples | mean F1 | exact match | labels per answer (gold) |",
+                  "|---|---|---|---|---|"]
         for source, m in metrics["per_source"].items():
             lines.append(f"| {source} | {m['n']} | {m['mean_f1']:.3f} | {m['exact_match']:.3f} | "
                          f"{m['mean_labels_predicted']:.2f} ({m['mean_labels_gold']:.2f}) |")

@@ -4,7 +4,7 @@ An example becomes ``prompt ids + completion ids``: the prompt is `data.prompt.r
 `data.prompt.completion_text` (the answer plus the end-of-turn token), each tokenized with
 ``add_special_tokens=False``. The loss is on the completion tokens only (labels are -100 on the prompt). The
 answer lists its labels in taxonomy order (``label_order="taxonomy"``) or most frequent in the training mix first
-(``"frequency"``): the first label the router writes is then the one most often right, and the parser reads either.
+(``"frequency"``), so the label written first is the most common one; the parser reads either order.
 
 With ``rationale_weight > 0`` an example whose metadata carries the teacher's `label_rationale` (the reference
 corpus does) goes on after its answer with a second exchange, "why these categories?" and the rationale

@@ -12,8 +12,8 @@ in NAME.json for the same checkpoint, data and adapter hash is kept, so a re-run
 the new checkpoints.
 
 `--compare` reads several such NAME.json files (the runs of a recipe sweep) and writes one table (NAME.md: each
-run's score per epoch, its best point and the final one) and one plot (NAME.png: mean F1 against epochs seen,
-one line per run) for the chosen set.
+run's score at each epoch scored, and the final one with its interval) and one plot (NAME.png: mean F1 against
+epochs seen, one line per run) for the chosen set.
 """
 
 from __future__ import annotations
@@ -123,6 +123,9 @@ def compare(curves: list[Path], out: Path, set_name: str = "test") -> str:
 
     runs = []
     for path in curves:
+        if not path.is_file():
+            raise InputNotFoundError(f"learning curve not found: {path} "
+                                     "(write it with python -m memroute.curve RUN_DIR ...)")
         result = json.loads(path.read_text(encoding="utf-8"))
         pts = sorted((p for p in result["points"] if p["set"] == set_name), key=lambda p: p["step"])
         if not pts:
@@ -134,7 +137,8 @@ def compare(curves: list[Path], out: Path, set_name: str = "test") -> str:
         per_epoch = "; ".join(f"{p['epochs_seen']:g}: {p['mean_f1']:.3f} / {p['exact_match']:.3f}" for p in pts)
         last = pts[-1]
         lo, hi = last["mean_f1_ci95"]
-        lines.append(f"| {name} | {per_epoch} | {last['mean_f1']:.3f} ({lo:.3f}-{hi:.3f}) | {last['exact_match']:.3f} |")
+        lines.append(f"| {name} | {per_epoch} | {last['mean_f1']:.3f} ({lo:.3f}-{hi:.3f}) | "
+                     f"{last['exact_match']:.3f} |")
     table = "\n".join(lines) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out.with_suffix(".md")) as tmp:

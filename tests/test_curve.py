@@ -56,3 +56,8 @@ def test_compare_tabulates_each_run_per_epoch_and_plots(tmp_path):
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(FileNotFoundError, match="'test'"):
         compare([a], tmp_path / "other", "test")
+
+
+def test_compare_names_a_missing_curve(tmp_path):
+    with pytest.raises(FileNotFoundError, match="learning curve not found: .*nope.json"):
+        compare([tmp_path / "nope.json"], tmp_path / "sweep", "dev")
