@@ -35,6 +35,7 @@ def test_the_wheel_ships_configs_presets_and_data_and_cohere_is_an_extra(wheel):
                  "quickstart_sft.yaml", "runtime_env.yaml"):
         assert f"memroute/configs/{name}" in names
     assert "data/embedded/train.jsonl" in names and "memroute/router/adapter_model.safetensors" in names
+    assert "data/written/train.jsonl" in names
     requires = [line for line in meta.splitlines() if line.startswith("Requires-Dist:")]
     assert any("cohere" in r and "extra == \"teacher\"" in r for r in requires), requires
     assert not any("cohere" in r and "extra" not in r for r in requires), requires
