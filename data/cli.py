@@ -134,9 +134,9 @@ def cmd_split(args) -> int:
 
 
 def cmd_score(args) -> int:
+    predictions = read_predictions(args.predictions)  # the predictions file is named first when both are missing
     examples = read_examples(args.data)
-    metrics = compute_metrics(align(read_predictions(args.predictions), examples),
-                              sources=[ex.source for ex in examples])
+    metrics = compute_metrics(align(predictions, examples), sources=[ex.source for ex in examples])
     print(json.dumps(metrics, indent=2) if args.json else metrics_table(metrics, args.predictions))
     return 0
 
