@@ -115,3 +115,19 @@ def serve_app(ray_local, tmp_path_factory):
         yield SimpleNamespace(url=url, key=key, cfg=cfg, tmp=tmp, gcs=ray_local.gcs_address)
     finally:
         _shutdown_serve()
+
+
+@pytest.fixture(scope="session")
+def reference_corpus_text() -> str:
+    """Every turn of the reference corpus (../shared/data train and test), lower-cased, for the tests that check our
+    own text was not copied from it; skips where the corpus is absent."""
+    import json
+    from pathlib import Path
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    files = [shared / "train.jsonl", shared / "test.jsonl"]
+    if not all(f.exists() for f in files):
+        pytest.skip("reference corpus not available (../shared/data)")
+    return "\n".join(turn["content"] for f in files for line in f.read_text(encoding="utf-8").splitlines()
+                     if line.strip() for turn in json.loads(line)["conversation"]
+                     if isinstance(turn, dict) and isinstance(turn.get("content"), str)).lower()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from collections import Counter
@@ -189,15 +188,9 @@ def test_bank_sizes_and_slots():
         assert _slots(text) <= allowed, text
 
 
-def test_embedded_text_is_not_copied_from_reference():
+def test_embedded_text_is_not_copied_from_reference(reference_corpus_text):
     """Our sentences must be our own: no longer fixed phrase of the bank occurs in the reference corpus."""
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
-    files = [shared / "train.jsonl", shared / "test.jsonl"]
-    if not all(f.exists() for f in files):
-        pytest.skip("reference corpus not available")
-    corpus = "\n".join(turn["content"] for f in files for line in f.read_text(encoding="utf-8").splitlines()
-                       if line.strip() for turn in json.loads(line)["conversation"]
-                       if isinstance(turn, dict) and isinstance(turn.get("content"), str)).lower()
+    corpus = reference_corpus_text
     texts = [t for label in REAL_LABELS for t in bank.SIGNALS[label]]
     texts += [x for item in bank.NONE_ITEMS for x in item[1:]] + [x for p in bank.OPENERS + bank.FOLLOWUPS for x in p]
     fixed = [piece.strip() for t in texts for piece in re.split(r"\{\w+\}|[.:;!?]", t) if len(piece.strip()) >= 40]

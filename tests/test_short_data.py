@@ -4,7 +4,6 @@ the spec, and the committed splits are exactly what the builder makes."""
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from collections import Counter
@@ -262,16 +261,10 @@ def test_short_bank():
         assert _slots(text) <= allowed, text
 
 
-def test_short_text_is_not_copied_from_reference(checks):
+def test_short_text_is_not_copied_from_reference(checks, reference_corpus_text):
     """Our sentences must be our own: no longer fixed phrase of the short bank or the check set occurs in the
     reference corpus."""
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
-    files = [shared / "train.jsonl", shared / "test.jsonl"]
-    if not all(f.exists() for f in files):
-        pytest.skip("reference corpus not available")
-    corpus = "\n".join(turn["content"] for f in files for line in f.read_text(encoding="utf-8").splitlines()
-                       if line.strip() for turn in json.loads(line)["conversation"]
-                       if isinstance(turn, dict) and isinstance(turn.get("content"), str)).lower()
+    corpus = reference_corpus_text
     texts = [t for label in REAL_LABELS for t in short_bank.SIGNALS[label]]
     texts += [x for item in short_bank.NONE_ITEMS for x in item[1:]]
     texts += [t["content"] for ex in checks for t in ex.conversation]
