@@ -139,7 +139,8 @@ def test_keep_a_candidate_and_continue_its_lineage(tmp_path):
         run = tmp_path / name
         random_adapter(run / "adapter", "tiny", seed=len(runs))
         (run / "config.yaml").write_text(f"train_data: {TRAIN_PATH}\nbatch_size: 8\nlora: {{top_layers: 8}}\n"
-                                         f"optim: {{lr: 0.001}}\n" + (f"init_adapter: {init}\n" if init else ""))
+                                         f"optim: {{lr: 0.001{', loraplus_ratio: 8' if init else ''}}}\n"
+                                         + (f"init_adapter: {init}\n" if init else ""))
         (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in range(1, steps + 1)))
         runs.append(run)
     kept = keep(str(runs[1] / "adapter"), eval_dir, [str(r) for r in runs], tmp_path / "candidates" / "c1")
@@ -148,6 +149,8 @@ def test_keep_a_candidate_and_continue_its_lineage(tmp_path):
     assert lineage["runs"][1]["init_adapter"] == str(tmp_path / "first" / "adapter")
     card = (kept / "README.md").read_text()
     assert "(not shipped)" in card and "| first | scratch |" in card and "Releases" not in card
+    assert [r["loraplus_ratio"] for r in lineage["runs"]] == [None, 8]  # the optimizer is part of the recipe
+    assert "| 0.001 |" in card and "| 0.001 (LoRA+: B at 8x) |" in card
     assert json.loads((kept / "metrics.json").read_text())["mean_f1"] == 1.0
     # a third run from the kept candidate: shipping it records all three runs
     third = tmp_path / "third"

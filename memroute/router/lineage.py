@@ -60,7 +60,8 @@ def run_entry(adapter: Path, run_dir: Path) -> dict:
     return {"run_dir": str(run_dir), "stage": "sft", "init_adapter": cfg.get("init_adapter"), "train_data": files,
             "step": step, "batch_size": cfg["batch_size"], "examples_seen": seen,
             "epochs_seen": round(seen / n_examples, 3) if n_examples else None, "lora": cfg.get("lora"),
-            "lr": cfg.get("optim", {}).get("lr"), "trunk_cache": cfg.get("trunk", {}).get("cache")}
+            "lr": cfg.get("optim", {}).get("lr"), "loraplus_ratio": cfg.get("optim", {}).get("loraplus_ratio"),
+            "trunk_cache": cfg.get("trunk", {}).get("cache")}
 
 
 def lineage_runs(entry: dict, shipped: Path) -> list[dict]:
@@ -103,9 +104,10 @@ def lineage_markdown(lineage: dict) -> str:
         data = " + ".join(f"{Path(f['path']).parent.name}/{Path(f['path']).name} ({f['examples']})"
                           for f in r["train_data"])
         layers = (r.get("lora") or {}).get("top_layers")
+        lr = f"{r['lr']} (LoRA+: B at {r['loraplus_ratio']}x)" if r.get("loraplus_ratio") else r["lr"]
         lines.append(f"| {Path(r['run_dir']).name} | {Path(r['init_adapter']).name if r.get('init_adapter') else 'scratch'} "
                      f"| {data} | {r['step']} x {r['batch_size']} | {r['examples_seen']} | {r['epochs_seen']} "
-                     f"| {'last ' + str(layers) if layers else 'all'} | {r['lr']} |")
+                     f"| {'last ' + str(layers) if layers else 'all'} | {lr} |")
     lines += ["", "Releases of this folder:", "", "| shipped | test mean F1 | exact | vs the router before it |",
               "|---|---|---|---|"]
     for s in lineage["ships"]:
